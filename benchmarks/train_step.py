@@ -1,0 +1,76 @@
+"""Times the jitted train step of a config on the default device.
+
+  python -m benchmarks.train_step --config=fine --batch=1 --steps=3
+
+Prints the device, compile time and the median wall time per step (after one warm-up step),
+measured on synthetic input of the config's shape.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+from lumbar_jax import config as config_lib
+from lumbar_jax import trainer
+
+_CONFIG = flags.DEFINE_string("config", "fine", "Config NAME[:ARG] or path.")
+_BATCH = flags.DEFINE_integer("batch", 1, "Batch size.")
+_STEPS = flags.DEFINE_integer("steps", 3, "Timed steps.")
+_OVERRIDES: dict[str, str] = {}
+
+
+def time_train_step(config, batch_size: int, steps: int) -> dict:
+    """Compile time and per-step times of ``trainer.train_step`` on random data."""
+    shape = tuple(config.data.input_shape)
+    rng = np.random.default_rng(0)
+    batch = {
+        "image_dhwc": jnp.asarray(rng.random((batch_size, *shape, 1), np.float32)),
+        "label_dhw": jnp.asarray(
+            rng.integers(0, config.data.num_classes, (batch_size, *shape), np.uint8)
+        ),
+        "labeled_c": jnp.ones((batch_size, config.data.num_classes), bool),
+    }
+    state = trainer.create_train_state(config, jax.random.key(0))
+    step = jax.jit(functools.partial(trainer.train_step, config=config), donate_argnums=0)
+    start = time.perf_counter()
+    compiled = step.lower(state, batch, jax.random.key(1)).compile()
+    compile_s = time.perf_counter() - start
+    state, m = compiled(state, batch, jax.random.key(1))  # warm-up
+    jax.block_until_ready(m)
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        state, m = compiled(state, batch, jax.random.key(1))
+        jax.block_until_ready(m)
+        times.append(time.perf_counter() - start)
+    return {
+        "device": str(jax.devices()[0].device_kind),
+        "platform": jax.default_backend(),
+        "batch": batch_size,
+        "input_shape": list(shape),
+        "conv_impl": config.model.conv_impl,
+        "dtype": config.model.dtype,
+        "compile_s": round(compile_s, 2),
+        "step_s_median": round(statistics.median(times), 3),
+        "step_s_all": [round(t, 3) for t in times],
+    }
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    config = config_lib.load_config(_CONFIG.value, _OVERRIDES)
+    print(
+        json.dumps({"config": _CONFIG.value, **time_train_step(config, _BATCH.value, _STEPS.value)})
+    )
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=config_lib.absl_flags_parser(_OVERRIDES))

@@ -1,0 +1,1 @@
+"""Experiment configs: ``configs/<name>.py`` each defines ``get_config(arg)``."""

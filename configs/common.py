@@ -1,0 +1,97 @@
+"""Values shared by the coarse and fine stages; most come from the paper (Guo et al. 2022)."""
+
+import ml_collections
+
+NUM_CLASSES = 6  # background + the five structures of PAPER.md
+
+
+def paper_config(stage: str, input_shape: tuple[int, int, int]) -> ml_collections.ConfigDict:
+    """The paper's training recipe for one stage of the cascade."""
+    c = ml_collections.ConfigDict()
+    c.stage = stage
+    c.seed = 0
+
+    c.data = ml_collections.ConfigDict()
+    c.data.root = ""  # empty: the built-in phantom dataset, generated on first use
+    c.data.cache_dir = ""  # empty: ~/.cache/lumbar_jax (or $LUMBAR_JAX_CACHE)
+    c.data.phantom_cases = 80  # paper: 80 series, split 57/12/11
+    c.data.phantom_seed = 0
+    c.data.phantom_matrix = 320  # in-plane matrix of generated series
+    c.data.input_shape = input_shape  # slices x superior-inferior x anterior-posterior
+    c.data.num_classes = NUM_CLASSES
+    # "image": the whole series (coarse). "label": a box around every labelled structure
+    # plus a margin, as if the coarse model had found them (fine).
+    c.data.crop = "image"
+    c.data.crop_margin_mm = (4.0, 15.0, 10.0)
+    c.data.window_percentiles = (0.5, 99.5)  # automatic window level/width
+    c.data.worker_count = 0  # grain worker processes; 0 reads in the training process
+    c.data.train_split = "train"
+    c.data.val_split = "validation"
+    c.data.test_split = "test"
+
+    # Paper: rotation, translation, random noise.
+    c.aug = ml_collections.ConfigDict()
+    c.aug.rotate_prob = 0.5
+    c.aug.rotate_max_deg = 10.0  # in the sagittal plane
+    c.aug.translate_prob = 0.5
+    c.aug.translate_max_mm = (2.0, 10.0, 5.0)
+    c.aug.noise_prob = 0.5
+    c.aug.noise_max_std = 0.05  # of the windowed [0, 1] intensity range
+
+    # 3D U-Net (Cicek et al. 2016): 4 down and 4 up levels, base 32 filters doubling.
+    c.model = ml_collections.ConfigDict()
+    c.model.base_filters = 32
+    # A 16-slice stack cannot halve four times and keep context, so the first level
+    # pools only in-plane.
+    c.model.pool_factors = ((1, 2, 2), (2, 2, 2), (2, 2, 2), (2, 2, 2))
+    c.model.norm = "group"
+    c.model.num_groups = 8
+    c.model.conv_impl = "auto"
+    c.model.dtype = "float32"
+    c.model.remat = False
+
+    c.loss = ml_collections.ConfigDict()
+    c.loss.ce_weight = 1.0
+    c.loss.dice_weight = 1.0
+
+    # Paper: Adam, learning rate 1e-4, batch size 5, 400 epochs.
+    c.optim = ml_collections.ConfigDict()
+    c.optim.learning_rate = 1e-4
+    c.optim.batch_size = 5
+    c.optim.num_epochs = 400
+
+    c.train = ml_collections.ConfigDict()
+    c.train.eval_every_epochs = 10
+    c.train.checkpoint_every_epochs = 1
+    c.train.log_every_steps = 10
+    return c
+
+
+def apply_size(c: ml_collections.ConfigDict, arg: str) -> ml_collections.ConfigDict:
+    """Shrinks a paper config for a CPU (``cpu``) or for tests (``tiny``)."""
+    if arg == "":
+        return c
+    if arg == "cpu":
+        # The demo: a few minutes on a 2-core CPU.
+        c.data.phantom_matrix = 192
+        c.model.base_filters = 8
+        c.optim.batch_size = 2
+        # A few hundred steps instead of the paper's ~4,500 need a larger step size.
+        c.optim.learning_rate = 1e-3
+        c.optim.num_epochs = 12
+        c.train.eval_every_epochs = 3
+        return c
+    if arg == "tiny":
+        # Seconds per run, for tests.
+        c.data.input_shape = (8, 32, 16)
+        c.data.phantom_cases = 8
+        c.data.phantom_matrix = 64
+        c.model.base_filters = 4
+        c.model.pool_factors = ((1, 2, 2), (2, 2, 2), (2, 2, 2), (1, 2, 2))
+        c.optim.batch_size = 2
+        c.optim.learning_rate = 1e-3
+        c.optim.num_epochs = 2
+        c.train.eval_every_epochs = 1
+        c.train.log_every_steps = 1
+        return c
+    raise ValueError(f"Unknown config argument {arg!r}; choose one of '', 'cpu', 'tiny'.")

@@ -1,0 +1,15 @@
+"""Fine stage: a crop around the structures, resized to 16 x 320 x 128 (paper).
+
+Use ``--config=fine`` (paper scale), ``--config=fine:cpu`` (the demo) or ``--config=fine:tiny``.
+"""
+
+from configs import common
+
+
+def get_config(arg: str = ""):
+    c = common.paper_config("fine", (16, 320, 128))
+    c.data.crop = "label"
+    c = common.apply_size(c, arg)
+    if arg == "cpu":
+        c.data.input_shape = (16, 128, 48)
+    return c

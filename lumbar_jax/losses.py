@@ -1,0 +1,56 @@
+"""Segmentation losses: softmax cross-entropy plus soft Dice over the foreground classes.
+
+Both honour ``labeled_bc``, which classes each case labels. A class a case does not label is
+left out of its Dice term, and for cross-entropy its probability is merged into background
+(the "marginal" loss), since an unlabelled voxel may belong to it.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def marginal_cross_entropy(
+    logits_bdhwc: jnp.ndarray, label_bdhw: jnp.ndarray, labeled_bc: jnp.ndarray
+) -> jnp.ndarray:
+    """Mean voxel cross-entropy; unlabelled classes count as background."""
+    log_probs = jax.nn.log_softmax(logits_bdhwc.astype(jnp.float32), axis=-1)
+    num_classes = logits_bdhwc.shape[-1]
+    # Background absorbs every class the case does not label.
+    absorbed = (~labeled_bc).at[:, 0].set(True)[:, None, None, None, :]
+    log_background = jax.nn.logsumexp(jnp.where(absorbed, log_probs, -jnp.inf), axis=-1)
+    one_hot = jax.nn.one_hot(label_bdhw, num_classes, dtype=jnp.bool_)
+    log_true = jnp.sum(jnp.where(one_hot, log_probs, 0.0), axis=-1)
+    is_background = jnp.take_along_axis(absorbed, label_bdhw[..., None], axis=-1)[..., 0]
+    return -jnp.mean(jnp.where(is_background, log_background, log_true))
+
+
+def soft_dice_loss(
+    logits_bdhwc: jnp.ndarray,
+    label_bdhw: jnp.ndarray,
+    labeled_bc: jnp.ndarray,
+    smooth: float = 1e-5,
+) -> jnp.ndarray:
+    """1 - mean soft Dice over the labelled foreground classes of each case."""
+    probs = jax.nn.softmax(logits_bdhwc.astype(jnp.float32), axis=-1)[..., 1:]
+    one_hot = jax.nn.one_hot(label_bdhw, logits_bdhwc.shape[-1], dtype=jnp.float32)[..., 1:]
+    axes = (1, 2, 3)
+    intersection = jnp.sum(probs * one_hot, axis=axes)
+    denominator = jnp.sum(probs, axis=axes) + jnp.sum(one_hot, axis=axes)
+    dice_bc = (2 * intersection + smooth) / (denominator + smooth)
+    weight_bc = labeled_bc[:, 1:].astype(jnp.float32)
+    return 1.0 - jnp.sum(dice_bc * weight_bc) / jnp.maximum(jnp.sum(weight_bc), 1.0)
+
+
+def segmentation_loss(
+    logits_bdhwc: jnp.ndarray,
+    label_bdhw: jnp.ndarray,
+    labeled_bc: jnp.ndarray,
+    ce_weight: float = 1.0,
+    dice_weight: float = 1.0,
+) -> tuple[jnp.ndarray, dict[str, jnp.ndarray]]:
+    """Weighted sum of both terms; returns (loss, {"ce": ..., "dice_loss": ...})."""
+    ce = marginal_cross_entropy(logits_bdhwc, label_bdhw, labeled_bc)
+    dice = soft_dice_loss(logits_bdhwc, label_bdhw, labeled_bc)
+    return ce_weight * ce + dice_weight * dice, {"ce": ce, "dice_loss": dice}

@@ -1,0 +1,5 @@
+"""Networks. Nothing here knows about training or data."""
+
+from lumbar_jax.model.unet3d import NORMS, UNet3D, validate_input_shape
+
+__all__ = ["NORMS", "UNet3D", "validate_input_shape"]

@@ -1,0 +1,43 @@
+"""Trains one stage of the cascade.
+
+  python -m lumbar_jax.train --config=fine --workdir=runs/fine
+  python -m lumbar_jax.train --config=fine:cpu --workdir=runs/fine_cpu --config.optim.num_epochs=5
+
+``--config`` takes a name in configs/ (or a path) with an optional ``:ARG`` size; any field can
+be overridden with ``--config.a.b=value``. Running the same command again resumes.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags, logging
+
+from lumbar_jax import config as config_lib
+from lumbar_jax import trainer
+
+_CONFIG = flags.DEFINE_string(
+    "config",
+    None,
+    f"Config NAME[:ARG] or path; names: {', '.join(config_lib.available_configs())}.",
+)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run folder: checkpoints, metrics, results.")
+_OVERRIDES: dict[str, str] = {}
+
+
+def main(argv: list[str]) -> None:
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if not _CONFIG.value or not _WORKDIR.value:
+        raise app.UsageError("--config and --workdir are required.")
+    try:
+        config = config_lib.load_config(_CONFIG.value, _OVERRIDES)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+    trainer.train_and_evaluate(config, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=config_lib.absl_flags_parser(_OVERRIDES))

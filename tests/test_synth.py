@@ -1,0 +1,55 @@
+import json
+
+import numpy as np
+
+from lumbar_jax import LABEL_NAMES
+from lumbar_jax.data import datasets, io, synth
+
+
+def test_render_is_deterministic_and_has_every_structure():
+    image, label, acq = synth.render_case(3, matrix=128)
+    again, label_again, _ = synth.render_case(3, matrix=128)
+    np.testing.assert_array_equal(image, again)
+    np.testing.assert_array_equal(label, label_again)
+    assert image.shape == label.shape == (acq.num_slices, 128, 128)
+    assert 12 <= acq.num_slices <= 20
+    assert 3.5 <= acq.slice_thickness <= 5.0 < acq.slice_spacing <= 5.5
+    counts = np.bincount(label.ravel(), minlength=6)
+    assert (counts[1:] > 0).all(), counts
+    # T2 contrast: CSF in the sac brighter than the vertebral bodies, discs in between.
+    mean = [image[label == k].mean() for k in range(6)]
+    assert mean[synth.CANAL] > mean[synth.DISC] > mean[synth.BODY]
+    # Foramina only off the midline; the cord and sac near it.
+    mid = acq.num_slices // 2
+    assert (label[mid] == synth.FORAMEN).sum() == 0
+    assert (label[mid - 1 : mid + 2] == synth.CANAL).sum() > 0
+    assert not np.array_equal(image, synth.render_case(4, matrix=128)[0])
+
+
+def test_write_dataset_layout(tmp_path):
+    root = synth.write_dataset(tmp_path / "ds", num_cases=3, seed=1, matrix=48)
+    meta = json.loads((root / "dataset.json").read_text())
+    assert meta["labels"] == {name: i for i, name in enumerate(LABEL_NAMES)}
+    assert sorted(i for ids in meta["split"].values() for i in ids) == [
+        "phantom_000",
+        "phantom_001",
+        "phantom_002",
+    ]
+    ds = datasets.load_nnunet_raw(root)
+    assert len(ds.cases) == 3
+    case = ds.cases["phantom_001"]
+    image = io.read_canonical(case.image_path)
+    label = io.read_canonical(case.label_path)
+    assert image.array_dhw.shape == label.array_dhw.shape
+    assert image.array_dhw.shape[1:] == (48, 48)
+    # The generator's direction cosines are tilted, not the identity.
+    assert not np.allclose(np.reshape(image.reference.GetDirection(), (3, 3)), np.eye(3))
+    seeds = np.random.SeedSequence(1).generate_state(3)
+    expected, _, _ = synth.render_case(int(seeds[1]), 48)
+    np.testing.assert_array_equal(image.array_dhw, expected)
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_split_proportions():
+    split = synth.split_case_ids([f"c{i}" for i in range(80)], seed=0)
+    assert [len(split[k]) for k in ("train", "validation", "test")] == [57, 12, 11]

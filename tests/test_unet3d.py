@@ -1,0 +1,67 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lumbar_jax.model import UNet3D, validate_input_shape
+
+SHAPES = [
+    # (kwargs, input shape (b, d, h, w, c), expected logits shape)
+    (dict(base_filters=4), (1, 16, 32, 32, 1), (1, 16, 32, 32, 6)),
+    (dict(base_filters=4, num_classes=3), (2, 16, 64, 32, 1), (2, 16, 64, 32, 3)),
+    (
+        dict(base_filters=2, pool_factors=((1, 2, 2), (2, 2, 2), (2, 2, 2), (1, 2, 2))),
+        (1, 8, 32, 16, 1),
+        (1, 8, 32, 16, 6),
+    ),
+    (dict(base_filters=2, pool_factors=((2, 2, 2), (2, 2, 2))), (1, 4, 8, 8, 2), (1, 4, 8, 8, 6)),
+    (dict(base_filters=4, norm="instance"), (1, 16, 16, 16, 1), (1, 16, 16, 16, 6)),
+    (dict(base_filters=4, norm="none", remat=True), (1, 16, 16, 16, 1), (1, 16, 16, 16, 6)),
+]
+
+
+@pytest.mark.parametrize("kwargs,input_shape,expected", SHAPES)
+def test_output_shape(kwargs, input_shape, expected):
+    model = UNet3D(**kwargs)
+    x = jnp.ones(input_shape)
+    params = model.init(jax.random.key(0), x)
+    out = model.apply(params, x)
+    assert out.shape == expected
+    assert out.dtype == jnp.float32
+
+
+def test_levels_follow_pool_factors():
+    model = UNet3D(base_filters=4, pool_factors=((1, 2, 2), (2, 2, 2)))
+    params = model.init(jax.random.key(0), jnp.ones((1, 4, 8, 8, 1)))["params"]
+    assert {"enc0", "enc1", "bottleneck", "up0", "up1", "dec0", "dec1", "head"} == set(params)
+    assert params["bottleneck"]["block0"]["conv"]["kernel"].shape == (3, 3, 3, 8, 16)
+    assert params["up0"]["kernel"].shape == (1, 2, 2, 8, 4)
+
+
+@pytest.mark.parametrize(
+    "shape,message",
+    [
+        ((16, 300, 128), "axis 1 is 300, must be a multiple of 16 (e.g. 288 or 304)"),
+        ((12, 320, 128), "axis 0 is 12, must be a multiple of 8 (e.g. 8 or 16)"),
+    ],
+)
+def test_rejects_shapes_pooling_cannot_divide(shape, message):
+    pools = ((1, 2, 2), (2, 2, 2), (2, 2, 2), (2, 2, 2))
+    with pytest.raises(ValueError) as err:
+        validate_input_shape(shape, pools)
+    assert message in str(err.value)
+    with pytest.raises(ValueError, match="cannot pass pooling"):
+        UNet3D(base_filters=2).init(jax.random.key(0), jnp.ones((1, *shape, 1)))
+
+
+def test_bfloat16_compute_keeps_float32_params():
+    model = UNet3D(base_filters=4, dtype=jnp.bfloat16)
+    x = jnp.ones((1, 16, 16, 16, 1))
+    params = model.init(jax.random.key(0), x)
+    assert {p.dtype for p in jax.tree.leaves(params)} == {jnp.dtype("float32")}
+    ref = UNet3D(base_filters=4).apply(params, x)
+    out = model.apply(params, x)
+    assert out.dtype == jnp.float32
+    # Same parameters, lower precision: close but not equal.
+    np.testing.assert_allclose(out, ref, atol=0.1)
+    assert not np.array_equal(np.asarray(out), np.asarray(ref))
