@@ -10,6 +10,8 @@ def paper_config(stage: str, input_shape: tuple[int, int, int]) -> ml_collection
     c = ml_collections.ConfigDict()
     c.stage = stage
     c.seed = 0
+    # Data parallel over all devices: "mesh" (jit over a device Mesh) or "pmap".
+    c.parallel = "mesh"
 
     c.data = ml_collections.ConfigDict()
     c.data.root = ""  # empty: the built-in phantom dataset, generated on first use
@@ -77,7 +79,7 @@ def apply_size(c: ml_collections.ConfigDict, arg: str) -> ml_collections.ConfigD
         c.model.base_filters = 8
         c.optim.batch_size = 2
         # A few hundred steps instead of the paper's ~4,500 need a larger step size.
-        c.optim.learning_rate = 1e-3
+        c.optim.learning_rate = 3e-3
         c.optim.num_epochs = 12
         c.train.eval_every_epochs = 3
         return c

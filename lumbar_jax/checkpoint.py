@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import grain
+import jax
 import orbax.checkpoint as ocp
 
 
@@ -40,17 +41,27 @@ class Checkpoints:
             force=True,
         )
 
-    def restore_latest(self, abstract_state: Any, data_iter: Any) -> Any:
-        """Restores the newest complete checkpoint into ``data_iter``; returns the state."""
+    def restore_latest(self, abstract_state: Any, data_iter: Any | None = None) -> Any:
+        """Restores the newest complete checkpoint; returns the state.
+
+        Args:
+          abstract_state: a state of the same structure (numpy arrays are fine).
+          data_iter: when given, its position is restored too.
+        """
         step = self.latest.latest_step()
-        restored = self.latest.restore(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract_state),
-                data_iter=grain.checkpoint.CheckpointRestore(data_iter),
-            ),
-        )
-        return restored.state
+        items = {"state": ocp.args.StandardRestore(abstract_state)}
+        if data_iter is not None:
+            items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
+        return self.latest.restore(step, args=ocp.args.Composite(**items)).state
+
+    def has_iterator_state(self, step: int) -> bool:
+        """Whether ``step`` holds a data-iterator position for this process layout.
+
+        A run restarted with another number of processes finds none (grain saves one file
+        per process).
+        """
+        name = f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+        return (Path(self.latest.directory) / str(step) / "data_iter" / name).is_file()
 
     def best_record(self) -> dict | None:
         """{"step", "score", ...} of the best checkpoint, or None."""

@@ -32,7 +32,7 @@ def soft_dice_loss(
     labeled_bc: jnp.ndarray,
     smooth: float = 1e-5,
 ) -> jnp.ndarray:
-    """1 - mean soft Dice over the labelled foreground classes of each case."""
+    """Mean over cases of (1 - soft Dice), averaged over each case's labelled foreground classes."""
     probs = jax.nn.softmax(logits_bdhwc.astype(jnp.float32), axis=-1)[..., 1:]
     one_hot = jax.nn.one_hot(label_bdhw, logits_bdhwc.shape[-1], dtype=jnp.float32)[..., 1:]
     axes = (1, 2, 3)
@@ -40,7 +40,12 @@ def soft_dice_loss(
     denominator = jnp.sum(probs, axis=axes) + jnp.sum(one_hot, axis=axes)
     dice_bc = (2 * intersection + smooth) / (denominator + smooth)
     weight_bc = labeled_bc[:, 1:].astype(jnp.float32)
-    return 1.0 - jnp.sum(dice_bc * weight_bc) / jnp.maximum(jnp.sum(weight_bc), 1.0)
+    # Per-sample means, then the batch mean: equal shards of a batch average to the same
+    # value, which keeps data-parallel training identical to one device.
+    loss_b = jnp.sum((1.0 - dice_bc) * weight_bc, axis=1) / jnp.maximum(
+        jnp.sum(weight_bc, axis=1), 1.0
+    )
+    return jnp.mean(loss_b)
 
 
 def segmentation_loss(

@@ -14,7 +14,7 @@ import sys
 from absl import app, flags, logging
 
 from lumbar_jax import config as config_lib
-from lumbar_jax import trainer
+from lumbar_jax import distributed, trainer
 
 _CONFIG = flags.DEFINE_string(
     "config",
@@ -22,6 +22,17 @@ _CONFIG = flags.DEFINE_string(
     f"Config NAME[:ARG] or path; names: {', '.join(config_lib.available_configs())}.",
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder: checkpoints, metrics, results.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0 in a multi-process run (not SLURM)."
+)
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the run.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+_MAX_STEPS = flags.DEFINE_integer(
+    "max_steps", None, "Stop after this global step with a checkpoint; the same command resumes."
+)
+_HEARTBEAT = flags.DEFINE_integer(
+    "heartbeat_timeout", 30, "Seconds without a peer's heartbeat before the run fails."
+)
 _OVERRIDES: dict[str, str] = {}
 
 
@@ -36,7 +47,16 @@ def main(argv: list[str]) -> None:
         config = config_lib.load_config(_CONFIG.value, _OVERRIDES)
     except ValueError as e:
         sys.exit(f"error: {e}")
-    trainer.train_and_evaluate(config, _WORKDIR.value)
+    distributed.initialize(
+        _COORDINATOR.value,
+        _NUM_PROCESSES.value,
+        _PROCESS_ID.value,
+        heartbeat_timeout_s=_HEARTBEAT.value,
+    )
+    try:
+        trainer.train_and_evaluate(config, _WORKDIR.value, max_steps=_MAX_STEPS.value)
+    except (ValueError, FloatingPointError) as e:
+        sys.exit(f"error: {e}")
 
 
 if __name__ == "__main__":

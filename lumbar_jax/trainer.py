@@ -22,6 +22,7 @@ from lumbar_jax.checkpoint import Checkpoints
 from lumbar_jax.data import datasets, pipeline
 from lumbar_jax.logbook import Logbook
 from lumbar_jax.model import UNet3D
+from lumbar_jax.parallel import DataParallel
 
 
 @flax.struct.dataclass
@@ -57,14 +58,23 @@ def create_train_state(config: ml_collections.ConfigDict, rng: jax.Array) -> Tra
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
 
-def add_noise(image_bdhwc: jnp.ndarray, rng: jax.Array, prob: float, max_std: float) -> jnp.ndarray:
-    """Gaussian noise augmentation (paper), drawn per sample on the device."""
-    b = image_bdhwc.shape[0]
-    k_apply, k_std, k_noise = jax.random.split(rng, 3)
-    apply = jax.random.uniform(k_apply, (b,)) < prob
-    std = jnp.where(apply, jax.random.uniform(k_std, (b,), maxval=max_std), 0.0)
-    noise = jax.random.normal(k_noise, image_bdhwc.shape, image_bdhwc.dtype)
-    return image_bdhwc + std[:, None, None, None, None] * noise
+def add_noise(
+    image_bdhwc: jnp.ndarray, rng: jax.Array, sample_ids_b: jnp.ndarray, prob: float, max_std: float
+) -> jnp.ndarray:
+    """Gaussian noise augmentation (paper), drawn on the device.
+
+    Each sample's draw is keyed by its index in the global batch, so it does not depend on
+    how the batch is split across devices.
+    """
+
+    def one(sample_id, image_dhwc):
+        k_apply, k_std, k_noise = jax.random.split(jax.random.fold_in(rng, sample_id), 3)
+        std = jnp.where(
+            jax.random.uniform(k_apply) < prob, jax.random.uniform(k_std, maxval=max_std), 0.0
+        )
+        return image_dhwc + std * jax.random.normal(k_noise, image_dhwc.shape, image_dhwc.dtype)
+
+    return jax.vmap(one)(sample_ids_b, image_bdhwc)
 
 
 def train_step(
@@ -73,11 +83,29 @@ def train_step(
     rng: jax.Array,
     *,
     config: ml_collections.ConfigDict,
+    axis_name: str | None = None,
 ) -> tuple[TrainState, dict[str, jnp.ndarray]]:
-    """One Adam step on a batch; pure, so it can be jitted, pmapped or sharded as is."""
+    """One Adam step on a batch; pure, so it can be jitted, pmapped or sharded as is.
+
+    Args:
+      state: the train state.
+      batch: ``image_dhwc`` (b, d, h, w, 1), ``label_dhw`` (b, d, h, w), ``labeled_c`` (b, c).
+      rng: the run's key; the step is folded in here.
+      config: the run's config.
+      axis_name: under ``pmap``, the device axis: gradients and metrics are averaged over it.
+        None under ``jit`` (one device, or a mesh where XLA inserts the all-reduce).
+    """
     model, tx = make_model(config), make_optimizer(config)
     rng = jax.random.fold_in(rng, state.step)
-    image = add_noise(batch["image_dhwc"], rng, config.aug.noise_prob, config.aug.noise_max_std)
+    local_batch = batch["image_dhwc"].shape[0]
+    first = jax.lax.axis_index(axis_name) * local_batch if axis_name else 0
+    image = add_noise(
+        batch["image_dhwc"],
+        rng,
+        first + jnp.arange(local_batch),
+        config.aug.noise_prob,
+        config.aug.noise_max_std,
+    )
     label = batch["label_dhw"].astype(jnp.int32)
 
     def loss_fn(params):
@@ -87,10 +115,14 @@ def train_step(
         )
 
     (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    metrics = {"loss": loss, **parts}
+    if axis_name:
+        # Equal shards: the mean of the shards' mean losses is the global mean loss.
+        grads, metrics = jax.lax.pmean((grads, metrics), axis_name)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
-    return new_state, {"loss": loss, **parts, "grad_norm": optax.global_norm(grads)}
+    return new_state, {**metrics, "grad_norm": optax.tree.norm(grads)}
 
 
 def predict_labels(params: Any, image_bdhwc: jnp.ndarray, *, config) -> jnp.ndarray:
@@ -127,21 +159,23 @@ def _named(values: np.ndarray) -> dict[str, float | None]:
 
 
 def _check_resume_config(config: ml_collections.ConfigDict, workdir: Path) -> None:
-    """A workdir's checkpoints only fit the model and input shape they were trained with."""
+    """A workdir's checkpoints only fit the architecture and input they were trained with.
+
+    conv_impl, dtype and remat may change between runs: they leave the parameters as they are.
+    """
     path = workdir / "config.json"
     if not path.is_file():
         return
-    saved = config_lib.read_config(path)
-    for field in ("model", "data.input_shape", "data.num_classes"):
-        old, new = saved, config
-        for key in field.split("."):
-            old, new = old[key], new[key]
-        old_json = json.dumps(config_lib.to_dict(old) if hasattr(old, "to_dict") else old)
-        new_json = json.dumps(config_lib.to_dict(new) if hasattr(new, "to_dict") else new)
-        if old_json != new_json:
+    saved = config_lib.to_dict(config_lib.read_config(path))
+    current = config_lib.to_dict(config)
+    fields = [("model", k) for k in ("base_filters", "pool_factors", "norm", "num_groups")]
+    fields += [("data", "input_shape"), ("data", "num_classes")]
+    for section, key in fields:
+        old, new = saved[section].get(key), current[section][key]
+        if old != new:
             raise ValueError(
-                f"{path}: this workdir was trained with config.{field} = {old_json}, "
-                f"not {new_json}; use a new --workdir or the same config."
+                f"{path}: this workdir was trained with config.{section}.{key} = {old}, "
+                f"not {new}; use a new --workdir or the same value."
             )
 
 
@@ -150,6 +184,9 @@ def train_and_evaluate(
 ) -> dict[str, Any]:
     """Trains (resuming from the workdir's latest checkpoint), validates and tests.
 
+    Runs data-parallel over all devices of all processes (``config.parallel``). Every process
+    calls this; only process 0 writes logs, curves and tables, all take part in checkpoints.
+
     Args:
       config: a config from ``configs/``.
       workdir: where checkpoints, metrics.jsonl, training_curves.png and results go.
@@ -157,68 +194,100 @@ def train_and_evaluate(
         would (the same call resumes).
 
     Returns:
-      {"step": final step, "test": per-structure test Dice summary or None}.
+      {"step": final step, "test": per-structure test Dice summary (None until the last
+      step), "params": the final parameters (numpy)}.
 
     Raises:
       FloatingPointError: when the loss becomes NaN or Inf (the last good checkpoint stays).
     """
     workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    _check_resume_config(config, workdir)
-    config_lib.save_config(config, workdir)
+    lead = jax.process_index() == 0
+    dp = DataParallel(config.parallel, config.optim.batch_size)
+    if lead:
+        workdir.mkdir(parents=True, exist_ok=True)
+        _check_resume_config(config, workdir)
+        config_lib.save_config(config, workdir)
 
     dataset = datasets.from_config(config.data)
     steps_per_epoch = pipeline.steps_per_epoch(config, dataset)
     total_steps = config.optim.num_epochs * steps_per_epoch
     stop_step = total_steps if max_steps is None else min(max_steps, total_steps)
 
-    rng = jax.random.key(config.seed)
-    init_rng, step_rng = jax.random.split(rng)
-    state = create_train_state(config, init_rng)
-    data_iter = iter(pipeline.train_iter_dataset(config, dataset))
+    init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
+    host_state = jax.device_get(create_train_state(config, init_rng))
+
+    def data_from(step: int):
+        return iter(
+            pipeline.train_iter_dataset(
+                config,
+                dataset,
+                process_index=jax.process_index(),
+                process_count=jax.process_count(),
+                start_step=step,
+            )
+        )
+
+    data_iter = data_from(0)
     ckpt = Checkpoints(workdir)
     logbook = Logbook(workdir)
-    if ckpt.latest_step() is not None:
-        state = ckpt.restore_latest(state, data_iter)
-        print(f"Resumed from {ckpt.latest.directory} at step {int(state.step)}.", flush=True)
-    start_step = int(state.step)
-    logbook.truncate_after(start_step)
+    latest = ckpt.latest_step()
+    if latest is not None:
+        if ckpt.has_iterator_state(latest):
+            host_state = ckpt.restore_latest(host_state, data_iter)
+        else:
+            # Saved by a run with another number of processes: the global stream of batches
+            # is the same, so start this process's share at the restored step.
+            host_state = ckpt.restore_latest(host_state)
+            data_iter = data_from(latest)
+        if lead:
+            print(f"Resumed from {ckpt.latest.directory} at step {latest}.")
+    start_step = int(host_state.step)
+    if lead:
+        logbook.truncate_after(start_step)
     best = ckpt.best_record()
+    state = dp.place_state(host_state)
+    del host_state
 
-    step_fn = jax.jit(functools.partial(train_step, config=config), donate_argnums=0)
+    step_fn = dp.wrap_step(functools.partial(train_step, config=config))
     predict_fn = jax.jit(functools.partial(predict_labels, config=config))
 
-    def check_finite(step: int, m: dict) -> dict:
-        m = jax.device_get(m)
+    def check_finite(step: int, device_metrics: dict) -> dict:
+        m = dp.host_metrics(device_metrics)
         if not np.isfinite(m["loss"]):
-            last = ckpt.latest_step()
             raise FloatingPointError(
                 f"Loss is {m['loss']} at step {step}; training stopped. The last good "
-                f"checkpoint (step {last}) is kept in {ckpt.latest.directory}."
+                f"checkpoint (step {ckpt.latest_step()}) is kept in {ckpt.latest.directory}."
             )
         return m
 
-    batch_size = config.optim.batch_size
-    progress = tqdm(total=stop_step, initial=start_step, desc="train", unit="step", mininterval=2)
+    progress = tqdm(
+        total=stop_step,
+        initial=start_step,
+        desc="train",
+        unit="step",
+        mininterval=2,
+        disable=not lead,
+    )
     pending = None  # (step, device metrics): read one step late so the host never stalls
     window_start, window_steps = time.perf_counter(), 0
     try:
         for step in range(start_step + 1, stop_step + 1):
-            batch = next(data_iter)
+            batch = dp.place_batch(next(data_iter))
             state, step_metrics = step_fn(state, batch, step_rng)
             if pending is not None:
                 m = check_finite(*pending)
-                if pending[0] % config.train.log_every_steps == 0:
-                    elapsed = time.perf_counter() - window_start
-                    rate = window_steps * batch_size / max(elapsed, 1e-9)
+                if lead and pending[0] % config.train.log_every_steps == 0:
+                    rate = (
+                        window_steps
+                        * config.optim.batch_size
+                        / (time.perf_counter() - window_start)
+                    )
                     logbook.write(
                         {
                             "step": pending[0],
                             "epoch": pending[0] / steps_per_epoch,
+                            **{k: float(m[k]) for k in ("ce", "dice_loss", "grad_norm")},
                             "train_loss": float(m["loss"]),
-                            "ce": float(m["ce"]),
-                            "dice_loss": float(m["dice_loss"]),
-                            "grad_norm": float(m["grad_norm"]),
                             "samples_per_s": rate,
                         }
                     )
@@ -230,44 +299,59 @@ def train_and_evaluate(
 
             epoch_done = step % steps_per_epoch == 0
             epoch = step // steps_per_epoch
-            last = step == stop_step
-            if (epoch_done and epoch % config.train.checkpoint_every_epochs == 0) or last:
+            if (
+                epoch_done and epoch % config.train.checkpoint_every_epochs == 0
+            ) or step == stop_step:
                 check_finite(*pending)  # never checkpoint a NaN state
-                ckpt.save_latest(step, state, data_iter)
+                ckpt.save_latest(step, dp.host_state(state), data_iter)
             if epoch_done and (epoch % config.train.eval_every_epochs == 0 or step == total_steps):
+                params = dp.host_state(state).params
                 summary, _ = evaluate_split(
-                    predict_fn, state.params, config, dataset, config.data.val_split
+                    predict_fn, params, config, dataset, config.data.val_split
                 )
                 mean = (
                     float(np.nanmean(summary["mean"])) if summary["count"].any() else float("nan")
                 )
-                logbook.write(
-                    {
-                        "step": step,
-                        "epoch": epoch,
-                        "val_dice": _named(summary["mean"]),
-                        "val_mean_dice": mean,
-                    }
-                )
-                logbook.plot()
                 if not np.isnan(mean) and (best is None or mean > best["score"]):
                     best = {"step": step, "epoch": epoch, "score": mean}
-                    ckpt.save_best(step, state.params, best)
-                progress.write(
-                    f"epoch {epoch}: validation mean Dice {mean:.4f} (best {best['score'] if best else float('nan'):.4f})"
-                )
+                    ckpt.save_best(step, params, best)
+                if lead:
+                    logbook.write(
+                        {
+                            "step": step,
+                            "epoch": epoch,
+                            "val_dice": _named(summary["mean"]),
+                            "val_mean_dice": mean,
+                        }
+                    )
+                    logbook.plot()
+                    progress.write(
+                        f"epoch {epoch}: validation mean Dice {mean:.4f} "
+                        f"(best {best['score'] if best else float('nan'):.4f} at step "
+                        f"{best['step'] if best else '-'})"
+                    )
     finally:
         progress.close()
         ckpt.wait()
 
-    result: dict[str, Any] = {"step": int(state.step), "test": None}
-    if int(state.step) < total_steps:
+    final_step = max(start_step, stop_step)
+    params = dp.host_state(state).params
+    result: dict[str, Any] = {"step": final_step, "test": None, "params": params}
+    if final_step < total_steps:
         ckpt.close()
         return result
-    params = ckpt.restore_best_params(state.params) if best is not None else state.params
+    if best is not None:
+        params = ckpt.restore_best_params(params)
     summary, dice_nc = evaluate_split(predict_fn, params, config, dataset, config.data.test_split)
     ckpt.close()
-    source = f"best checkpoint, step {best['step']}" if best else f"final step {int(state.step)}"
+    result["test"] = summary
+    if lead:
+        _write_test_report(config, workdir, summary, dice_nc, best, final_step)
+    return result
+
+
+def _write_test_report(config, workdir: Path, summary, dice_nc, best, final_step: int) -> None:
+    source = f"best checkpoint, step {best['step']}" if best else f"final step {final_step}"
     table = metrics.dice_table(
         summary,
         STRUCTURES,
@@ -275,18 +359,9 @@ def train_and_evaluate(
     )
     print(table, flush=True)
     (workdir / "test_dice.md").write_text(table + "\n")
-    (workdir / "test_dice.json").write_text(
-        json.dumps(
-            {
-                "split": config.data.test_split,
-                "source": source,
-                "mean": _named(summary["mean"]),
-                "min": _named(summary["min"]),
-                "max": _named(summary["max"]),
-            },
-            indent=2,
-        )
-        + "\n"
-    )
-    result["test"] = summary
-    return result
+    report = {
+        "split": config.data.test_split,
+        "source": source,
+        **{k: _named(summary[k]) for k in ("mean", "min", "max")},
+    }
+    (workdir / "test_dice.json").write_text(json.dumps(report, indent=2) + "\n")

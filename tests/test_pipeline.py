@@ -49,7 +49,7 @@ def test_augmentation_keeps_labels_on_the_image():
     label = np.zeros((10, 60, 50), np.uint8)
     label[2:8, 10:30, 10:25] = 1
     label[3:7, 35:50, 20:40] = 2
-    label[:, 5:8, :] = 3
+    label[:, 40:52, 2:8] = 3
     case = pipeline.PreparedCase(
         "x", label.astype(np.float32) / 5, label, (4.0, 1.0, 1.2), np.ones(6, bool)
     )
@@ -90,7 +90,10 @@ def test_label_box_keeps_output_aspect():
     lo, hi = transforms.label_box(label, (4.0, 1.0, 1.0), (0.0, 5.0, 5.0), (16, 320, 128))
     size = hi - lo
     assert size[1] / size[2] == pytest.approx(320 / 128)
-    assert lo[1] <= 20 - 5 and hi[1] >= 80 + 5 and lo[2] <= 40 - 5 and hi[2] >= 50 + 5
+    # Voxels 20..79 span 19.5..79.5 mm; 5 mm margin each side. Height sets the size.
+    assert (lo[1], hi[1]) == pytest.approx((14.5, 84.5))
+    assert size[2] == pytest.approx(70 / 2.5)
+    assert (lo[2] + hi[2]) / 2 == pytest.approx(44.5)
 
 
 def test_window_rejects_constant_and_nan():
@@ -122,3 +125,25 @@ def test_batch_larger_than_split_is_an_error(phantom_root):
     ds = datasets.load_nnunet_raw(phantom_root)
     with pytest.raises(ValueError, match="6 training cases cannot fill a batch of 7"):
         pipeline.train_iter_dataset(config, ds)
+
+
+def test_process_shares_make_up_the_global_batch(phantom_root):
+    config = tiny_config(phantom_root, **{"optim.batch_size": "4"})
+    ds = datasets.load_nnunet_raw(phantom_root)
+    whole = iter(pipeline.train_iter_dataset(config, ds))
+    shares = [
+        iter(pipeline.train_iter_dataset(config, ds, process_index=p, process_count=2))
+        for p in range(2)
+    ]
+    late = iter(
+        pipeline.train_iter_dataset(config, ds, process_index=1, process_count=2, start_step=2)
+    )
+    for step in range(3):
+        batch = next(whole)
+        parts = [next(s) for s in shares]
+        for key in ("image_dhwc", "label_dhw"):
+            np.testing.assert_array_equal(
+                np.concatenate([p[key] for p in parts]), batch[key], err_msg=f"step {step}"
+            )
+        if step == 2:  # a process starting at step 2 yields that step's share
+            np.testing.assert_array_equal(next(late)["image_dhwc"], parts[1]["image_dhwc"])

@@ -96,6 +96,7 @@ def test_resume_with_another_model_is_refused(phantom_root, tmp_path):
     trainer.train_and_evaluate(config, tmp_path / "run", max_steps=1)
     other = tiny_config(phantom_root, **{"model.base_filters": "8"})
     with pytest.raises(
-        ValueError, match=r"config.json: this workdir was trained with config.model"
+        ValueError,
+        match=r"config.json: this workdir was trained with config.model.base_filters = 4, not 8",
     ):
         trainer.train_and_evaluate(other, tmp_path / "run")

@@ -133,29 +133,63 @@ class MakeSample(grain.transforms.RandomMap):
         }
 
 
+class _HostShare(grain.MapDataset):
+    """One process's share of every global batch: its contiguous block of each batch.
+
+    Element i of host p is element ``k * B + p * b + j`` of the global stream (batch k,
+    position j), so the global batch is the same whatever the number of hosts.
+    """
+
+    def __init__(self, parent: grain.MapDataset, global_batch: int, index: int, count: int):
+        super().__init__(parent)
+        self._global, self._local, self._index = global_batch, global_batch // count, index
+
+    def __len__(self) -> int:
+        return len(self._parent) // self._global * self._local
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.slice(index)
+        batch, position = divmod(index, self._local)
+        return self._parent[batch * self._global + self._index * self._local + position]
+
+    def __str__(self) -> str:
+        return f"HostShare(process {self._index}, {self._local} of {self._global})"
+
+
 def train_iter_dataset(
     config: ml_collections.ConfigDict,
     dataset: Dataset,
     *,
-    shard_index: int = 0,
-    shard_count: int = 1,
+    process_index: int = 0,
+    process_count: int = 1,
+    start_step: int = 0,
 ) -> grain.IterDataset:
     """Shuffled (a new order each epoch), augmented, batched, endless training data.
 
-    ``shard_index``/``shard_count`` give each host of a multi-host run its own slice of every
-    epoch; batches are per host.
+    In a multi-process run each process reads and augments only its own share of every
+    global batch of ``config.optim.batch_size``; the batches it yields hold that share.
+    ``start_step`` skips that many global batches: the stream depends only on the step, not
+    on the number of processes.
     """
     cases = dataset.split(config.data.train_split)
-    if len(cases) < config.optim.batch_size:
+    global_batch = config.optim.batch_size
+    if len(cases) < global_batch:
         raise ValueError(
             f"{dataset.root}: {len(cases)} training cases cannot fill a batch of "
-            f"{config.optim.batch_size}; lower --config.optim.batch_size."
+            f"{global_batch}; lower --config.optim.batch_size."
+        )
+    if global_batch % process_count:
+        raise ValueError(
+            f"Global batch {global_batch} does not split across {process_count} processes."
         )
     source = CaseSource(cases, dataset, config.data.window_percentiles)
     ds = grain.MapDataset.source(source).seed(config.seed).shuffle().repeat()
-    ds = ds[shard_index::shard_count]
+    # Augment before sharing out, so a sample's random draw depends on its place in the
+    # global stream only.
     ds = ds.random_map(MakeSample(config.data, config.aug))
-    ds = ds.batch(config.optim.batch_size // shard_count, drop_remainder=True)
+    ds = _HostShare(ds, global_batch, process_index, process_count)
+    ds = ds.batch(global_batch // process_count, drop_remainder=True)[start_step:]
     it_ds = ds.to_iter_dataset()
     if config.data.worker_count > 0:
         it_ds = it_ds.mp_prefetch(

@@ -207,10 +207,10 @@ class Phantom:
                     u / wedge,
                     v + 2.0,
                     x,
-                    s.half_height * 0.6,
-                    s.half_depth * 0.55,
-                    s.half_width * 0.55,
-                    2.0,
+                    s.half_height * 0.8,
+                    s.half_depth * 0.72,
+                    s.half_width * 0.72,
+                    3.0,
                 )
                 inten[nucleus] = 0.32 if s.name in self.degenerate else 0.85
                 label[inside] = DISC
