@@ -299,22 +299,27 @@ def train_and_evaluate(
 
             epoch_done = step % steps_per_epoch == 0
             epoch = step // steps_per_epoch
-            if (
-                epoch_done and epoch % config.train.checkpoint_every_epochs == 0
-            ) or step == stop_step:
-                check_finite(*pending)  # never checkpoint a NaN state
-                ckpt.save_latest(step, dp.host_state(state), data_iter)
-            if epoch_done and (epoch % config.train.eval_every_epochs == 0 or step == total_steps):
-                params = dp.host_state(state).params
+            save = (epoch_done and epoch % config.train.checkpoint_every_epochs == 0) or (
+                step == stop_step
+            )
+            validate = epoch_done and (
+                epoch % config.train.eval_every_epochs == 0 or step == total_steps
+            )
+            if save or validate:
+                check_finite(*pending)  # never checkpoint or score a NaN state
+                host_state = dp.host_state(state)
+            if save:
+                ckpt.save_latest(step, host_state, data_iter)
+            if validate:
                 summary, _ = evaluate_split(
-                    predict_fn, params, config, dataset, config.data.val_split
+                    predict_fn, host_state.params, config, dataset, config.data.val_split
                 )
                 mean = (
                     float(np.nanmean(summary["mean"])) if summary["count"].any() else float("nan")
                 )
                 if not np.isnan(mean) and (best is None or mean > best["score"]):
                     best = {"step": step, "epoch": epoch, "score": mean}
-                    ckpt.save_best(step, params, best)
+                    ckpt.save_best(step, host_state.params, best)
                 if lead:
                     logbook.write(
                         {

@@ -100,3 +100,20 @@ def test_resume_with_another_model_is_refused(phantom_root, tmp_path):
         match=r"config.json: this workdir was trained with config.model.base_filters = 4, not 8",
     ):
         trainer.train_and_evaluate(other, tmp_path / "run")
+
+
+def test_bfloat16_training_lowers_the_loss(phantom_root):
+    config = tiny_config(phantom_root, **{"model.dtype": "bfloat16"})
+    ds = datasets.load_nnunet_raw(phantom_root)
+    batch = next(iter(pipeline.train_iter_dataset(config, ds)))
+    state = trainer.create_train_state(config, jax.random.key(0))
+    step = jax.jit(functools.partial(trainer.train_step, config=config), donate_argnums=0)
+    losses = []
+    for _ in range(12):
+        state, m = step(state, batch, jax.random.key(1))
+        losses.append(float(m["loss"]))
+    # Parameters and optimizer state stay float32; only the compute is bfloat16.
+    dtypes = {x.dtype for x in jax.tree.leaves((state.params, state.opt_state))}
+    assert dtypes <= {np.dtype("float32"), np.dtype("int32")}
+    assert np.isfinite(losses).all()
+    assert np.mean(losses[-3:]) < 0.9 * np.mean(losses[:3]), losses

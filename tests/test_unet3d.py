@@ -65,3 +65,16 @@ def test_bfloat16_compute_keeps_float32_params():
     # Same parameters, lower precision: close but not equal.
     np.testing.assert_allclose(out, ref, atol=0.1)
     assert not np.array_equal(np.asarray(out), np.asarray(ref))
+
+
+def test_remat_changes_memory_not_results():
+    x = jax.random.normal(jax.random.key(0), (1, 8, 16, 16, 1))
+    kwargs = dict(base_filters=4, pool_factors=((1, 2, 2), (2, 2, 2)))
+    params = UNet3D(**kwargs).init(jax.random.key(1), x)
+
+    def grads(remat):
+        model = UNet3D(**kwargs, remat=remat)
+        return jax.grad(lambda p: jnp.sum(model.apply(p, x) ** 2))(params)
+
+    for a, b in zip(jax.tree.leaves(grads(False)), jax.tree.leaves(grads(True)), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
