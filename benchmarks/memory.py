@@ -62,7 +62,11 @@ def main(argv: list[str]) -> None:
             for remat in (False, True):
                 config = config_lib.load_config(
                     stage,
-                    {"model.dtype": dtype, "model.remat": str(remat), "model.conv_impl": _CONV.value},
+                    {
+                        "model.dtype": dtype,
+                        "model.remat": str(remat),
+                        "model.conv_impl": _CONV.value,
+                    },
                 )
                 row = {"stage": stage, "dtype": dtype, "remat": remat, "batch": _BATCH.value}
                 row.update(train_step_memory(config, _BATCH.value))

@@ -12,12 +12,11 @@ from __future__ import annotations
 import functools
 import json
 import statistics
-import time
 
 import jax
-import numpy as np
 from absl import app, flags
 
+from benchmarks.common import random_batch, time_steps
 from lumbar_jax import config as config_lib
 from lumbar_jax import trainer
 from lumbar_jax.parallel import DataParallel
@@ -30,13 +29,7 @@ _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps per mode.")
 def time_modes(config, global_batch: int, steps: int) -> list[dict]:
     """Median step time per mode on identical inputs."""
     initial = jax.device_get(trainer.create_train_state(config, jax.random.key(0)))
-    shape = tuple(config.data.input_shape)
-    rng = np.random.default_rng(0)
-    batch = {
-        "image_dhwc": rng.random((global_batch, *shape, 1), np.float32),
-        "label_dhw": rng.integers(0, config.data.num_classes, (global_batch, *shape)).astype(np.uint8),
-        "labeled_c": np.ones((global_batch, config.data.num_classes), bool),
-    }
+    batch = random_batch(config, global_batch)
     rows = []
     modes = [("one_device", "mesh", jax.devices()[:1])]
     modes += [("mesh", "mesh", jax.devices()), ("pmap", "pmap", jax.devices())]
@@ -44,17 +37,7 @@ def time_modes(config, global_batch: int, steps: int) -> list[dict]:
         dp = DataParallel(mode, global_batch, devices)
         state = dp.place_state(initial)
         step = dp.wrap_step(functools.partial(trainer.train_step, config=config))
-        placed = dp.place_batch(batch)
-        start = time.perf_counter()
-        state, m = step(state, placed, jax.random.key(1))
-        jax.block_until_ready(m)
-        first = time.perf_counter() - start
-        times = []
-        for _ in range(steps):
-            start = time.perf_counter()
-            state, m = step(state, placed, jax.random.key(1))
-            jax.block_until_ready(m)
-            times.append(time.perf_counter() - start)
+        first, times = time_steps(step, state, dp.place_batch(batch), steps)
         rows.append(
             {
                 "mode": name,

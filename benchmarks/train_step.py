@@ -14,10 +14,9 @@ import statistics
 import time
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 from absl import app, flags
 
+from benchmarks.common import random_batch, time_steps
 from lumbar_jax import config as config_lib
 from lumbar_jax import trainer
 
@@ -29,33 +28,18 @@ _OVERRIDES: dict[str, str] = {}
 
 def time_train_step(config, batch_size: int, steps: int) -> dict:
     """Compile time and per-step times of ``trainer.train_step`` on random data."""
-    shape = tuple(config.data.input_shape)
-    rng = np.random.default_rng(0)
-    batch = {
-        "image_dhwc": jnp.asarray(rng.random((batch_size, *shape, 1), np.float32)),
-        "label_dhw": jnp.asarray(
-            rng.integers(0, config.data.num_classes, (batch_size, *shape), np.uint8)
-        ),
-        "labeled_c": jnp.ones((batch_size, config.data.num_classes), bool),
-    }
+    batch = jax.device_put(random_batch(config, batch_size))
     state = trainer.create_train_state(config, jax.random.key(0))
     step = jax.jit(functools.partial(trainer.train_step, config=config), donate_argnums=0)
     start = time.perf_counter()
     compiled = step.lower(state, batch, jax.random.key(1)).compile()
     compile_s = time.perf_counter() - start
-    state, m = compiled(state, batch, jax.random.key(1))  # warm-up
-    jax.block_until_ready(m)
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        state, m = compiled(state, batch, jax.random.key(1))
-        jax.block_until_ready(m)
-        times.append(time.perf_counter() - start)
+    _, times = time_steps(compiled, state, batch, steps)  # the first call is a warm-up
     return {
         "device": str(jax.devices()[0].device_kind),
         "platform": jax.default_backend(),
         "batch": batch_size,
-        "input_shape": list(shape),
+        "input_shape": list(config.data.input_shape),
         "conv_impl": config.model.conv_impl,
         "dtype": config.model.dtype,
         "compile_s": round(compile_s, 2),

@@ -10,8 +10,6 @@ import pytest
 from lumbar_jax import config as config_lib
 from lumbar_jax.data import synth
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-
 
 @pytest.fixture(scope="session", autouse=True)
 def _compilation_cache(tmp_path_factory):

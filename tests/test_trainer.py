@@ -11,16 +11,21 @@ from lumbar_jax.data import datasets, pipeline
 from tests.conftest import tiny_config
 
 
-def test_steps_lower_the_loss(phantom_root):
-    config = tiny_config(phantom_root)
+def _steps_on_one_batch(config, phantom_root, steps=12):
+    """(final state, losses) of ``steps`` train steps on one real phantom batch."""
     ds = datasets.load_nnunet_raw(phantom_root)
     batch = next(iter(pipeline.train_iter_dataset(config, ds)))
     state = trainer.create_train_state(config, jax.random.key(0))
     step = jax.jit(functools.partial(trainer.train_step, config=config), donate_argnums=0)
     losses = []
-    for _ in range(12):
+    for _ in range(steps):
         state, m = step(state, batch, jax.random.key(1))
         losses.append(float(m["loss"]))
+    return state, losses
+
+
+def test_steps_lower_the_loss(phantom_root):
+    state, losses = _steps_on_one_batch(tiny_config(phantom_root), phantom_root)
     assert int(state.step) == 12
     assert np.isfinite(losses).all()
     assert np.mean(losses[-3:]) < 0.9 * np.mean(losses[:3]), losses
@@ -104,14 +109,7 @@ def test_resume_with_another_model_is_refused(phantom_root, tmp_path):
 
 def test_bfloat16_training_lowers_the_loss(phantom_root):
     config = tiny_config(phantom_root, **{"model.dtype": "bfloat16"})
-    ds = datasets.load_nnunet_raw(phantom_root)
-    batch = next(iter(pipeline.train_iter_dataset(config, ds)))
-    state = trainer.create_train_state(config, jax.random.key(0))
-    step = jax.jit(functools.partial(trainer.train_step, config=config), donate_argnums=0)
-    losses = []
-    for _ in range(12):
-        state, m = step(state, batch, jax.random.key(1))
-        losses.append(float(m["loss"]))
+    state, losses = _steps_on_one_batch(config, phantom_root)
     # Parameters and optimizer state stay float32; only the compute is bfloat16.
     dtypes = {x.dtype for x in jax.tree.leaves((state.params, state.opt_state))}
     assert dtypes <= {np.dtype("float32"), np.dtype("int32")}
