@@ -7,7 +7,6 @@ file works in place of a name.
 from __future__ import annotations
 
 import ast
-import hashlib
 import importlib.util
 import json
 from collections.abc import Iterable, Mapping
@@ -130,12 +129,6 @@ def split_config_args(argv: list[str]) -> tuple[str | None, dict[str, str], list
 def to_dict(config: ml_collections.ConfigDict) -> dict:
     """A JSON-ready dict (tuples become lists)."""
     return json.loads(config.to_json())
-
-
-def config_hash(config: ml_collections.ConfigDict) -> str:
-    """Short stable hash of a config, for metadata."""
-    blob = json.dumps(to_dict(config), sort_keys=True).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def save_config(config: ml_collections.ConfigDict, workdir: Path) -> Path:

@@ -86,7 +86,6 @@ def test_config_is_locked_and_round_trips(tmp_path):
     back = config_lib.read_config(tmp_path / "config.json")
     assert config_lib.to_dict(back) == config_lib.to_dict(c)
     assert back.model.pool_factors == c.model.pool_factors
-    assert config_lib.config_hash(back) == config_lib.config_hash(c)
 
 
 def test_split_config_args():

@@ -15,7 +15,6 @@ import numpy as np
 import SimpleITK as sitk
 
 CANONICAL_ORIENTATION = "PIL"
-IMAGE_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".nhdr")
 
 
 class ImageReadError(ValueError):
