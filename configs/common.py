@@ -26,6 +26,7 @@ def paper_config(stage: str, input_shape: tuple[int, int, int]) -> ml_collection
     c.data.crop = "image"
     c.data.crop_margin_mm = (4.0, 15.0, 10.0)
     c.data.window_percentiles = (0.5, 99.5)  # automatic window level/width
+    c.data.min_slices = 5  # fewer sagittal slices than this fails the dataset check
     c.data.worker_count = 0  # grain worker processes; 0 reads in the training process
     c.data.train_split = "train"
     c.data.val_split = "validation"

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from lumbar_jax import STRUCTURES, losses, metrics
 from lumbar_jax import config as config_lib
 from lumbar_jax.checkpoint import Checkpoints
-from lumbar_jax.data import datasets, pipeline
+from lumbar_jax.data import check, datasets, pipeline
 from lumbar_jax.logbook import Logbook
 from lumbar_jax.model import UNet3D
 from lumbar_jax.parallel import DataParallel
@@ -209,6 +209,12 @@ def train_and_evaluate(
         config_lib.save_config(config, workdir)
 
     dataset = datasets.from_config(config.data)
+    report = check.check_dataset(dataset, config.data.min_slices)
+    if report.problems:
+        raise ValueError(
+            f"{dataset.root} fails the dataset check (python -m lumbar_jax.data.check):\n"
+            + "\n".join(report.problems)
+        )
     steps_per_epoch = pipeline.steps_per_epoch(config, dataset)
     total_steps = config.optim.num_epochs * steps_per_epoch
     stop_step = total_steps if max_steps is None else min(max_steps, total_steps)

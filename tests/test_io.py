@@ -37,12 +37,23 @@ def test_read_errors_name_the_file(tmp_path):
         io.read_image(tmp_path / "missing.nii.gz")
     junk = tmp_path / "junk.nii.gz"
     junk.write_bytes(b"not an image at all")
-    with pytest.raises(io.ImageReadError, match=r"junk.nii.gz: not a readable image"):
+    with pytest.raises(io.ImageReadError, match=r"junk.nii.gz: truncated or corrupt gzip"):
+        io.read_image(junk)
+    junk = tmp_path / "junk.mha"
+    junk.write_bytes(b"not an image at all")
+    with pytest.raises(io.ImageReadError, match=r"junk.mha: not a readable image"):
         io.read_image(junk)
     flat = tmp_path / "flat.nii.gz"
     sitk.WriteImage(sitk.Image(4, 4, sitk.sitkUInt8), str(flat))
     with pytest.raises(io.ImageReadError, match=r"flat.nii.gz: expected a 3D image, got 2D"):
         io.read_image(flat)
+    image, _ = _oriented_image("LPS")
+    whole = tmp_path / "whole.nii.gz"
+    io.write_image(image, whole)
+    cut = tmp_path / "cut.nii.gz"
+    cut.write_bytes(whole.read_bytes()[:-20])
+    with pytest.raises(io.ImageReadError, match=r"cut.nii.gz: truncated or corrupt gzip data"):
+        io.read_image(cut)
     with pytest.raises(io.ImageReadError, match="holds no DICOM series"):
         io.read_image(tmp_path)
 

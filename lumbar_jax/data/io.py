@@ -8,6 +8,8 @@ since numpy sees a SimpleITK image as (z, y, x).
 
 from __future__ import annotations
 
+import gzip
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +60,8 @@ def read_image(path: str | Path) -> sitk.Image:
             reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path), series[0]))
             image = reader.Execute()
         else:
+            if path.name.endswith(".gz"):
+                _check_gzip_complete(path)
             image = sitk.ReadImage(str(path))
     except RuntimeError as e:
         first = str(e).strip().splitlines()[-1] if str(e).strip() else "unreadable"
@@ -69,6 +73,16 @@ def read_image(path: str | Path) -> sitk.Image:
             f"{path}: expected one channel, got {image.GetNumberOfComponentsPerPixel()}."
         )
     return image
+
+
+def _check_gzip_complete(path: Path) -> None:
+    # ITK reads a truncated .gz without complaint and fills the missing voxels with zeros.
+    try:
+        with gzip.open(path, "rb") as f:
+            while f.read(1 << 22):
+                pass
+    except (EOFError, OSError, zlib.error) as e:
+        raise ImageReadError(f"{path}: truncated or corrupt gzip data ({e}).") from e
 
 
 def to_canonical(image: sitk.Image) -> tuple[np.ndarray, tuple[float, float, float]]:
