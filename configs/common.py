@@ -15,6 +15,10 @@ def paper_config(stage: str, input_shape: tuple[int, int, int]) -> ml_collection
 
     c.data = ml_collections.ConfigDict()
     c.data.root = ""  # empty: the built-in phantom dataset, generated on first use
+    c.data.layout = "auto"  # nnunet (dataset.json), spider (images/, masks/) or folder
+    c.data.label_map = ""  # e.g. "1-5:2": dataset values -> ours; empty: the layout's own
+    c.data.image_glob = "**/*_image.nii.gz"  # folder layout: images ...
+    c.data.label_replace = ("_image", "_labels")  # ... and their labels' names
     c.data.cache_dir = ""  # empty: ~/.cache/lumbar_jax (or $LUMBAR_JAX_CACHE)
     c.data.phantom_cases = 80  # paper: 80 series, split 57/12/11
     c.data.phantom_seed = 0

@@ -1,6 +1,6 @@
 """Validates a dataset before anyone trains on it.
 
-  python -m lumbar_jax.data.check DATASET [--min-slices 5]
+  python -m lumbar_jax.data.check DATASET [--layout auto] [--label-map "1-5:2"] [--min-slices 5]
 
 Checks every case: image and label readable and 3D, equal geometry (size, spacing, origin,
 direction), label values declared by the dataset, image values finite and not constant, enough
@@ -22,7 +22,7 @@ import SimpleITK as sitk
 
 from lumbar_jax import LABEL_NAMES
 from lumbar_jax.data import io
-from lumbar_jax.data.datasets import Case, Dataset, load_nnunet_raw
+from lumbar_jax.data.datasets import LAYOUTS, Case, Dataset, load_dataset
 
 
 @dataclass
@@ -129,11 +129,13 @@ def format_report(dataset: Dataset, report: Report) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("dataset", type=Path, help="nnU-Net raw dataset folder")
+    parser.add_argument("dataset", type=Path, help="dataset folder")
+    parser.add_argument("--layout", default="auto", choices=LAYOUTS)
+    parser.add_argument("--label-map", default="", help='e.g. "1-5:2" (values -> ours)')
     parser.add_argument("--min-slices", type=int, default=5)
     args = parser.parse_args(argv)
     try:
-        dataset = load_nnunet_raw(args.dataset)
+        dataset = load_dataset(args.dataset, args.layout, args.label_map)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

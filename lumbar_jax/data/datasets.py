@@ -1,8 +1,18 @@
 """Dataset layouts: where the image and label files of each case are, and the split.
 
-The first layout is nnU-Net raw: ``dataset.json``, ``imagesTr/<case>_0000<ending>`` and
-``labelsTr/<case><ending>``. The split is read from ``dataset.json["split"]`` when present,
-else drawn at random in the paper's proportions (57/12/11 of 80).
+Layouts:
+- ``nnunet``: nnU-Net raw, ``dataset.json``, ``imagesTr/<case>_0000<ending>`` and
+  ``labelsTr/<case><ending>``; labels named with our names in ``dataset.json``.
+- ``spider``: the SPIDER lumbar MRI layout, ``images/<case>.mha`` and ``masks/<case>.mha``;
+  vertebrae 1-25 -> vertebral body, spinal canal 100 -> canal, discs 201-225 -> disc. SPIDER's
+  vertebra masks include the posterior elements, which our vertebral-body label does not.
+- ``folder``: image/label pairs found by a glob (``**/*_image.nii.gz``) and a name
+  replacement (``_image`` -> ``_labels``).
+
+A label mapping (``"1-5:2,100:4"``: dataset values -> our values, everything else unlisted is
+an error) applies to any layout; the classes it maps onto are the ones the dataset labels, and
+loss and Dice ignore the others. The split is ``dataset.json["split"]`` when present, else a
+seeded random split in the paper's proportions (57/12/11 of 80).
 """
 
 from __future__ import annotations
@@ -98,6 +108,126 @@ def load_nnunet_raw(root: str | Path, split_seed: int = 0) -> Dataset:
     return Dataset(root, cases, splits, label_map, labeled)
 
 
+# SPIDER (Zenodo 10159290): vertebrae 1-25, spinal canal 100, discs 201-225.
+SPIDER_LABEL_MAP = "1-25:1,100:4,201-225:2"
+LAYOUTS = ("auto", "nnunet", "spider", "folder")
+
+
+def parse_label_map(spec: str) -> dict[int, int]:
+    """``"1-5:2,100:4"`` -> {0: 0, 1: 2, ..., 5: 2, 100: 4}; background 0 maps to 0."""
+    mapping = {0: 0}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        try:
+            source, target = item.split(":")
+            lo, _, hi = source.partition("-")
+            values = range(int(lo), int(hi or lo) + 1)
+            target_value = int(target)
+        except ValueError as e:
+            raise ValueError(f"Label map item {item!r} is not VALUE[-VALUE]:TARGET.") from e
+        if not 0 <= target_value < len(LABEL_NAMES):
+            raise ValueError(
+                f"Label map item {item!r}: target {target_value} is not one of our labels "
+                f"0..{len(LABEL_NAMES) - 1} ({', '.join(LABEL_NAMES)})."
+            )
+        mapping.update({v: target_value for v in values})
+    return mapping
+
+
+def labeled_classes(label_map: dict[int, int]) -> tuple[bool, ...]:
+    """Our classes that a label map produces (background always)."""
+    targets = set(label_map.values()) | {0}
+    return tuple(i in targets for i in range(len(LABEL_NAMES)))
+
+
+def _paired(root: Path, pairs: list[tuple[str, Path, Path]], label_map, split_seed) -> Dataset:
+    cases = {}
+    for case_id, image_path, label_path in pairs:
+        if not label_path.is_file():
+            raise ValueError(f"{label_path}: missing label for image {image_path}.")
+        cases[case_id] = Case(case_id, image_path, label_path)
+    if not cases:
+        raise ValueError(f"{root}: no image/label pairs found.")
+    splits = synth.split_case_ids(sorted(cases), split_seed)
+    return Dataset(root, cases, splits, label_map, labeled_classes(label_map))
+
+
+def load_spider(
+    root: str | Path, label_map: str = SPIDER_LABEL_MAP, split_seed: int = 0
+) -> Dataset:
+    """Reads the SPIDER layout (``images/*.mha``, ``masks/*.mha``)."""
+    root = Path(root)
+    images = sorted((root / "images").glob("*.mha"))
+    pairs = [(p.stem, p, root / "masks" / p.name) for p in images]
+    return _paired(root, pairs, parse_label_map(label_map), split_seed)
+
+
+def load_folder(
+    root: str | Path,
+    label_map: str,
+    image_glob: str = "**/*_image.nii.gz",
+    label_replace: tuple[str, str] = ("_image", "_labels"),
+    split_seed: int = 0,
+) -> Dataset:
+    """Image/label pairs found by ``image_glob``; a label's name replaces ``label_replace[0]``
+    in the image's name by ``label_replace[1]``."""
+    root = Path(root)
+    old, new = label_replace
+    pairs = []
+    for image_path in sorted(root.glob(image_glob)):
+        if old not in image_path.name:
+            continue
+        label_path = image_path.with_name(image_path.name.replace(old, new))
+        case_id = str(image_path.relative_to(root)).replace(old, "").split(".")[0]
+        pairs.append((case_id, image_path, label_path))
+    return _paired(root, pairs, parse_label_map(label_map), split_seed)
+
+
+def load_dataset(
+    root: str | Path,
+    layout: str = "auto",
+    label_map: str = "",
+    image_glob: str = "**/*_image.nii.gz",
+    label_replace: tuple[str, str] = ("_image", "_labels"),
+    split_seed: int = 0,
+) -> Dataset:
+    """Reads a dataset in any layout; ``auto`` tells them apart by their files.
+
+    Args:
+      root: the dataset folder.
+      layout: one of LAYOUTS.
+      label_map: dataset values -> our values (see ``parse_label_map``); empty for the
+        layout's own (dataset.json names, SPIDER's values). The folder layout needs one.
+      image_glob, label_replace: how the folder layout finds pairs.
+      split_seed: seed of the random split when the dataset defines none.
+    """
+    root = Path(root)
+    if layout not in LAYOUTS:
+        raise ValueError(f"Unknown dataset layout {layout!r}; choose one of {LAYOUTS}.")
+    if not root.is_dir():
+        raise ValueError(f"{root}: no such dataset folder.")
+    if layout == "auto":
+        if (root / "dataset.json").is_file():
+            layout = "nnunet"
+        elif (root / "images").is_dir() and (root / "masks").is_dir():
+            layout = "spider"
+        else:
+            layout = "folder"
+    if layout == "nnunet":
+        dataset = load_nnunet_raw(root, split_seed)
+        if label_map:
+            dataset.label_map = parse_label_map(label_map)
+            dataset.labeled_classes = labeled_classes(dataset.label_map)
+        return dataset
+    if layout == "spider":
+        return load_spider(root, label_map or SPIDER_LABEL_MAP, split_seed)
+    if not label_map:
+        raise ValueError(
+            f"{root}: a folder of image/label pairs needs a label map, e.g. "
+            "--config.data.label_map='1-5:2' (dataset values 1..5 are discs)."
+        )
+    return load_folder(root, label_map, image_glob, label_replace, split_seed)
+
+
 def default_cache_dir() -> Path:
     return Path(os.environ.get("LUMBAR_JAX_CACHE", Path.home() / ".cache" / "lumbar_jax"))
 
@@ -119,7 +249,9 @@ def ensure_phantom(cache_dir: str | Path, num_cases: int, seed: int, matrix: int
 def from_config(data) -> Dataset:
     """The dataset a config names: ``data.root``, or the built-in phantom when it is empty."""
     if data.root:
-        return load_nnunet_raw(data.root)
+        return load_dataset(
+            data.root, data.layout, data.label_map, data.image_glob, tuple(data.label_replace)
+        )
     cache = data.cache_dir or default_cache_dir()
     return load_nnunet_raw(
         ensure_phantom(cache, data.phantom_cases, data.phantom_seed, data.phantom_matrix)
