@@ -58,15 +58,27 @@ def test_check_command_names_every_problem(broken_root):
     assert "8 cases, 6 readable" in out
 
 
+def check_output_of(path) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "lumbar_jax.data.check", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    return result.stderr
+
+
 def test_check_command_on_a_folder_that_is_no_dataset(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "lumbar_jax.data.check", str(tmp_path)],
+        [sys.executable, "-m", "lumbar_jax.data.check", "--layout=nnunet", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert result.returncode == 2
     assert "dataset.json: missing" in result.stderr
+    assert "needs a label map" in check_output_of(tmp_path)
 
 
 def test_too_few_slices_and_constant_images(phantom_root, tmp_path):

@@ -38,7 +38,7 @@ def test_real_discs_folder_layout_and_orientation():
     prepared = pipeline.prepare_case(case, ds)
     assert set(np.unique(prepared.label_dhw)) == {0, 2}
     assert prepared.labeled_c.tolist() == [True, False, True, False, False, False]
-    assert 0.0 <= prepared.image_dhw.min() and prepared.image_dhw.max() <= 1.0
+    assert prepared.image_dhw.min() >= 0.0 and prepared.image_dhw.max() <= 1.0
 
 
 @needs_real

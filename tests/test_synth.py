@@ -3,7 +3,7 @@ import json
 import numpy as np
 
 from lumbar_jax import LABEL_NAMES
-from lumbar_jax.data import datasets, io, synth
+from lumbar_jax.data import datasets, io, phantom, synth
 
 
 def test_render_is_deterministic_and_has_every_structure():
@@ -21,12 +21,12 @@ def test_render_is_deterministic_and_has_every_structure():
     # nucleus brighter than any part of the vertebral bodies.
     mid = acq.num_slices // 2
     pick = [image[mid][label[mid] == k] for k in range(6)]
-    assert np.median(pick[synth.CANAL]) > 2 * np.median(pick[synth.CORD])
-    assert np.median(pick[synth.CANAL]) > np.median(pick[synth.BODY])
-    assert np.percentile(pick[synth.DISC], 90) > np.percentile(pick[synth.BODY], 90)
+    assert np.median(pick[phantom.CANAL]) > 2 * np.median(pick[phantom.CORD])
+    assert np.median(pick[phantom.CANAL]) > np.median(pick[phantom.BODY])
+    assert np.percentile(pick[phantom.DISC], 90) > np.percentile(pick[phantom.BODY], 90)
     # Foramina only off the midline.
-    assert (label[mid] == synth.FORAMEN).sum() == 0
-    assert (label[mid - 1 : mid + 2] == synth.CANAL).sum() > 0
+    assert (label[mid] == phantom.FORAMEN).sum() == 0
+    assert (label[mid - 1 : mid + 2] == phantom.CANAL).sum() > 0
     assert not np.array_equal(image, synth.render_case(4, matrix=128)[0])
 
 

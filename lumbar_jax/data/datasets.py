@@ -222,8 +222,9 @@ def load_dataset(
         return load_spider(root, label_map or SPIDER_LABEL_MAP, split_seed)
     if not label_map:
         raise ValueError(
-            f"{root}: a folder of image/label pairs needs a label map, e.g. "
-            "--config.data.label_map='1-5:2' (dataset values 1..5 are discs)."
+            f"{root}: no dataset.json or images/ + masks/ here, so it is read as a folder of "
+            "image/label pairs, which needs a label map (config data.label_map, or --label-map "
+            "of the check command), e.g. '1-5:2' for dataset values 1..5 as discs."
         )
     return load_folder(root, label_map, image_glob, label_replace, split_seed)
 

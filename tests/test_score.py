@@ -1,0 +1,56 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from lumbar_jax import config as config_lib
+from lumbar_jax import score, trainer
+from tests.conftest import tiny_config
+
+
+@pytest.fixture(scope="module")
+def tiny_run(phantom_root, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("run")
+    trainer.train_and_evaluate(tiny_config(phantom_root, **{"optim.num_epochs": "1"}), workdir)
+    return workdir
+
+
+def test_score_matches_the_runs_own_test_split(tiny_run, phantom_root):
+    summary, n = score.score(tiny_run, phantom_root, split="test")
+    assert n == 1
+    saved = json.loads((tiny_run / "test_dice.json").read_text())["mean"]
+    for value, name in zip(summary["mean"], saved, strict=True):
+        if saved[name] is None:
+            assert np.isnan(value)
+        else:
+            assert value == pytest.approx(saved[name], abs=1e-4)
+
+
+def test_score_command_on_partially_labelled_data(tiny_run, phantom_root):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lumbar_jax.score",
+            f"--workdir={tiny_run}",
+            f"--data={phantom_root}",
+            "--label_map=1:1,2:2,3-5:0",  # as if only bodies and discs were labelled
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["cases"] == 8
+    means = report["mean_dice"]
+    assert means["vertebral_body"] is not None and means["intervertebral_disc"] is not None
+    assert means["spinal_canal"] is None and means["cord_cauda_equina"] is None
+
+
+def test_score_without_checkpoint_is_a_clear_error(tmp_path, phantom_root):
+    config_lib.save_config(tiny_config(phantom_root), tmp_path)
+    with pytest.raises(FileNotFoundError, match="no checkpoint to score"):
+        score.score(tmp_path, phantom_root)
