@@ -56,7 +56,10 @@ def score(workdir, data, layout="auto", label_map="", split="all") -> tuple[dict
     with config.unlocked():
         config.data.root = str(data)
     predict_fn = jax.jit(functools.partial(trainer.predict_labels, config=config))
-    summary, dice_nc = trainer.evaluate_split(predict_fn, params, config, dataset, split)
+    samples = trainer.split_samples(config, dataset, split)
+    summary, dice_nc = trainer.evaluate_samples(
+        predict_fn, params, samples, config.data.num_classes
+    )
     return summary, len(dice_nc)
 
 

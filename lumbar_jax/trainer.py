@@ -131,24 +131,33 @@ def predict_labels(params: Any, image_bdhwc: jnp.ndarray, *, config) -> jnp.ndar
     return jnp.argmax(logits, axis=-1).astype(jnp.uint8)
 
 
-def evaluate_split(
-    predict_fn, params: Any, config: ml_collections.ConfigDict, dataset, split: str
+def evaluate_samples(
+    predict_fn, params: Any, samples: list[dict[str, np.ndarray]], num_classes: int
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Dice per structure per case of a split, in the network's input space.
+    """Dice per structure per case, in the network's input space.
+
+    Args:
+      predict_fn: ``(params, image_bdhwc) -> labels_bdhw``.
+      params: model parameters.
+      samples: un-augmented samples (``pipeline.eval_samples``), one per case.
+      num_classes: background + structures.
 
     Returns:
       (summary from ``metrics.summarize``, per-case Dice (cases, structures)).
     """
     rows = []
-    for _, sample in pipeline.eval_samples(config, dataset, split):
+    for sample in samples:
         pred = np.asarray(predict_fn(params, sample["image_dhwc"][None]))[0]
         rows.append(
-            metrics.dice_per_class(
-                pred, sample["label_dhw"], config.data.num_classes, sample["labeled_c"]
-            )
+            metrics.dice_per_class(pred, sample["label_dhw"], num_classes, sample["labeled_c"])
         )
     dice_nc = np.stack(rows) if rows else np.full((0, len(STRUCTURES)), np.nan)
     return metrics.summarize(dice_nc), dice_nc
+
+
+def split_samples(config: ml_collections.ConfigDict, dataset, split: str) -> list[dict]:
+    """Every case of a split, prepared once for repeated evaluation."""
+    return [sample for _, sample in pipeline.eval_samples(config, dataset, split)]
 
 
 def _named(values: np.ndarray) -> dict[str, float | None]:
@@ -274,6 +283,7 @@ def train_and_evaluate(
         mininterval=2,
         disable=not lead,
     )
+    val_samples = None
     pending = None  # (step, device metrics): read one step late so the host never stalls
     window_start, window_steps = time.perf_counter(), 0
     try:
@@ -317,8 +327,10 @@ def train_and_evaluate(
             if save:
                 ckpt.save_latest(step, host_state, data_iter)
             if validate:
-                summary, _ = evaluate_split(
-                    predict_fn, host_state.params, config, dataset, config.data.val_split
+                if val_samples is None:  # read and resampled once, reused every validation
+                    val_samples = split_samples(config, dataset, config.data.val_split)
+                summary, _ = evaluate_samples(
+                    predict_fn, host_state.params, val_samples, config.data.num_classes
                 )
                 mean = (
                     float(np.nanmean(summary["mean"])) if summary["count"].any() else float("nan")
@@ -353,7 +365,8 @@ def train_and_evaluate(
         return result
     if best is not None:
         params = ckpt.restore_best_params(params)
-    summary, dice_nc = evaluate_split(predict_fn, params, config, dataset, config.data.test_split)
+    test_samples = split_samples(config, dataset, config.data.test_split)
+    summary, dice_nc = evaluate_samples(predict_fn, params, test_samples, config.data.num_classes)
     ckpt.close()
     result["test"] = summary
     if lead:

@@ -42,13 +42,17 @@ def broken_root(phantom_root, tmp_path):
     return root
 
 
-def test_check_command_names_every_problem(broken_root):
-    result = subprocess.run(
-        [sys.executable, "-m", "lumbar_jax.data.check", str(broken_root)],
+def _run_check(*args) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "lumbar_jax.data.check", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def test_check_command_names_every_problem(broken_root):
+    result = _run_check(broken_root)
     assert result.returncode == 1
     out = result.stdout
     assert "3 problem(s):" in out
@@ -58,27 +62,13 @@ def test_check_command_names_every_problem(broken_root):
     assert "8 cases, 6 readable" in out
 
 
-def check_output_of(path) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "lumbar_jax.data.check", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 2
-    return result.stderr
-
-
 def test_check_command_on_a_folder_that_is_no_dataset(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "lumbar_jax.data.check", "--layout=nnunet", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 2
-    assert "dataset.json: missing" in result.stderr
-    assert "needs a label map" in check_output_of(tmp_path)
+    as_nnunet = _run_check("--layout=nnunet", tmp_path)
+    assert as_nnunet.returncode == 2
+    assert "dataset.json: missing" in as_nnunet.stderr
+    detected = _run_check(tmp_path)  # auto: neither nnU-Net nor SPIDER, so a folder of pairs
+    assert detected.returncode == 2
+    assert "needs a label map" in detected.stderr
 
 
 def test_too_few_slices_and_constant_images(phantom_root, tmp_path):
