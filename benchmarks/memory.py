@@ -22,10 +22,20 @@ from absl import app, flags
 from lumbar_jax import config as config_lib
 from lumbar_jax import trainer
 
-_BATCH = flags.DEFINE_integer("batch", 5, "Batch size (the paper's is 5).")
-_CONV = flags.DEFINE_string("conv_impl", "xla", "Convolution implementation to compile.")
-_OUTPUT = flags.DEFINE_string("output", "benchmarks/results", "Folder for memory.json/.md.")
 GIB = 1024**3
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """Defines the command line's flags.
+
+    Only when run as a program: the suite and the tests import several benchmark modules
+    into one process, where flags of the same name would collide.
+    """
+    flags.DEFINE_integer("batch", 5, "Batch size (the paper's is 5).")
+    flags.DEFINE_string("conv_impl", "xla", "Convolution implementation to compile.")
+    flags.DEFINE_string("output", "benchmarks/results", "Folder for memory.json/.md.")
 
 
 def train_step_memory(config, batch: int) -> dict:
@@ -65,11 +75,11 @@ def main(argv: list[str]) -> None:
                     {
                         "model.dtype": dtype,
                         "model.remat": str(remat),
-                        "model.conv_impl": _CONV.value,
+                        "model.conv_impl": FLAGS.conv_impl,
                     },
                 )
-                row = {"stage": stage, "dtype": dtype, "remat": remat, "batch": _BATCH.value}
-                row.update(train_step_memory(config, _BATCH.value))
+                row = {"stage": stage, "dtype": dtype, "remat": remat, "batch": FLAGS.batch}
+                row.update(train_step_memory(config, FLAGS.batch))
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     device = jax.devices()[0]
@@ -78,9 +88,9 @@ def main(argv: list[str]) -> None:
         "backend": jax.default_backend(),
         "device": device.device_kind,
         "jax": jax.__version__,
-        "conv_impl": _CONV.value,
+        "conv_impl": FLAGS.conv_impl,
     }
-    out = Path(_OUTPUT.value)
+    out = Path(FLAGS.output)
     out.mkdir(parents=True, exist_ok=True)
     (out / "memory.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     lines = [
@@ -101,4 +111,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

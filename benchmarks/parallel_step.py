@@ -21,43 +21,69 @@ from lumbar_jax import config as config_lib
 from lumbar_jax import trainer
 from lumbar_jax.parallel import DataParallel
 
-_CONFIG = flags.DEFINE_string("config", "fine:cpu", "Config NAME[:ARG] or path.")
-_BATCH = flags.DEFINE_integer("batch", None, "Global batch; default one per device.")
-_STEPS = flags.DEFINE_integer("steps", 5, "Timed steps per mode.")
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """Defines the command line's flags.
+
+    Only when run as a program: the suite and the tests import several benchmark modules
+    into one process, where flags of the same name would collide.
+    """
+    flags.DEFINE_string("config", "fine:cpu", "Config NAME[:ARG] or path.")
+    flags.DEFINE_integer("batch", None, "Global batch; default one per device.")
+    flags.DEFINE_integer("steps", 5, "Timed steps per mode.")
+
+
+def time_mode(
+    config, mode: str, devices: list, global_batch: int, steps: int, initial=None
+) -> dict:
+    """Compile-and-first-step seconds and the median step time of one mode on ``devices``.
+
+    Args:
+      config: the run's config.
+      mode: "mesh" or "pmap".
+      devices: the devices to spread the global batch over.
+      global_batch: samples per step over all devices.
+      steps: timed steps after the first.
+      initial: host train state; default the config's initial state.
+    """
+    if initial is None:
+        initial = jax.device_get(trainer.create_train_state(config, jax.random.key(0)))
+    dp = DataParallel(mode, global_batch, devices)
+    state = dp.place_state(initial)
+    step = dp.wrap_step(functools.partial(trainer.train_step, config=config))
+    batch = random_batch(config, global_batch)
+    first, times = time_steps(step, state, dp.place_batch(batch), steps)
+    return {
+        "devices": len(devices),
+        "global_batch": global_batch,
+        "compile_and_first_step_s": round(first, 2),
+        "step_s_median": round(statistics.median(times), 3),
+    }
 
 
 def time_modes(config, global_batch: int, steps: int) -> list[dict]:
     """Median step time per mode on identical inputs."""
     initial = jax.device_get(trainer.create_train_state(config, jax.random.key(0)))
-    batch = random_batch(config, global_batch)
     rows = []
     modes = [("one_device", "mesh", jax.devices()[:1])]
     modes += [("mesh", "mesh", jax.devices()), ("pmap", "pmap", jax.devices())]
     for name, mode, devices in modes:
-        dp = DataParallel(mode, global_batch, devices)
-        state = dp.place_state(initial)
-        step = dp.wrap_step(functools.partial(trainer.train_step, config=config))
-        first, times = time_steps(step, state, dp.place_batch(batch), steps)
-        rows.append(
-            {
-                "mode": name,
-                "devices": len(devices),
-                "global_batch": global_batch,
-                "compile_and_first_step_s": round(first, 2),
-                "step_s_median": round(statistics.median(times), 3),
-            }
-        )
+        row = time_mode(config, mode, devices, global_batch, steps, initial)
+        rows.append({"mode": name, **row})
     return rows
 
 
 def main(argv: list[str]) -> None:
     del argv
-    config = config_lib.load_config(_CONFIG.value)
-    batch = _BATCH.value or jax.device_count()
+    config = config_lib.load_config(FLAGS.config)
+    batch = FLAGS.batch or jax.device_count()
     meta = {"backend": jax.default_backend(), "device": jax.devices()[0].device_kind}
-    for row in time_modes(config, batch, _STEPS.value):
-        print(json.dumps({"config": _CONFIG.value, **meta, **row}))
+    for row in time_modes(config, batch, FLAGS.steps):
+        print(json.dumps({"config": FLAGS.config, **meta, **row}))
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -20,10 +20,20 @@ from benchmarks.common import random_batch, time_steps
 from lumbar_jax import config as config_lib
 from lumbar_jax import trainer
 
-_CONFIG = flags.DEFINE_string("config", "fine", "Config NAME[:ARG] or path.")
-_BATCH = flags.DEFINE_integer("batch", 1, "Batch size.")
-_STEPS = flags.DEFINE_integer("steps", 3, "Timed steps.")
 _OVERRIDES: dict[str, str] = {}
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """Defines the command line's flags.
+
+    Only when run as a program: the suite and the tests import several benchmark modules
+    into one process, where flags of the same name would collide.
+    """
+    flags.DEFINE_string("config", "fine", "Config NAME[:ARG] or path.")
+    flags.DEFINE_integer("batch", 1, "Batch size.")
+    flags.DEFINE_integer("steps", 3, "Timed steps.")
 
 
 def time_train_step(config, batch_size: int, steps: int) -> dict:
@@ -50,11 +60,10 @@ def time_train_step(config, batch_size: int, steps: int) -> dict:
 
 def main(argv: list[str]) -> None:
     del argv
-    config = config_lib.load_config(_CONFIG.value, _OVERRIDES)
-    print(
-        json.dumps({"config": _CONFIG.value, **time_train_step(config, _BATCH.value, _STEPS.value)})
-    )
+    config = config_lib.load_config(FLAGS.config, _OVERRIDES)
+    print(json.dumps({"config": FLAGS.config, **time_train_step(config, FLAGS.batch, FLAGS.steps)}))
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main, flags_parser=config_lib.absl_flags_parser(_OVERRIDES))

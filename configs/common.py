@@ -20,6 +20,9 @@ def paper_config(stage: str, input_shape: tuple[int, int, int]) -> ml_collection
     c.data.image_glob = "**/*_image.nii.gz"  # folder layout: images ...
     c.data.label_replace = ("_image", "_labels")  # ... and their labels' names
     c.data.cache_dir = ""  # empty: ~/.cache/lumbar_jax (or $LUMBAR_JAX_CACHE)
+    # Keep read, windowed and label-mapped volumes as .npz in <cache_dir>/prepared, so epochs
+    # after the first, later runs and worker processes read no raw files.
+    c.data.preprocessed_cache = True
     c.data.phantom_cases = 80  # paper: 80 series, split 57/12/11
     c.data.phantom_seed = 0
     c.data.phantom_matrix = 320  # in-plane matrix of generated series
@@ -29,21 +32,47 @@ def paper_config(stage: str, input_shape: tuple[int, int, int]) -> ml_collection
     # plus a margin, as if the coarse model had found them (fine).
     c.data.crop = "image"
     c.data.crop_margin_mm = (4.0, 15.0, 10.0)
+    # "coarse": the box around stored coarse predictions, one <case_id>.nii.gz per case in
+    # this folder (python -m lumbar_jax.predict --coarse_only --data=... writes them).
+    c.data.coarse_predictions = ""
     c.data.window_percentiles = (0.5, 99.5)  # automatic window level/width
     c.data.min_slices = 5  # fewer sagittal slices than this fails the dataset check
     c.data.worker_count = 0  # grain worker processes; 0 reads in the training process
+    # Threads preparing samples in each reading process, and the batches read ahead (bounds
+    # host memory: a fine batch of 5 is 16 MB).
+    c.data.read_threads = 16
+    c.data.prefetch_batches = 16
     c.data.train_split = "train"
     c.data.val_split = "validation"
     c.data.test_split = "test"
 
-    # Paper: rotation, translation, random noise.
+    # Paper: rotation, translation, random noise; plus scaling, and nnU-Net-like optional
+    # ones. Each has a probability per sample and a range. The spatial ones (and the crop and
+    # resize) compose into one affine resampling on the host; labels go by nearest neighbour.
     c.aug = ml_collections.ConfigDict()
     c.aug.rotate_prob = 0.5
     c.aug.rotate_max_deg = 10.0  # in the sagittal plane
+    # Out of plane: about the superior-inferior and the anterior-posterior axis (each drawn).
+    # Slices are 3.5-5 mm thick, so a few degrees already shift a slice's edge by a slice.
+    c.aug.rotate_oop_prob = 0.2
+    c.aug.rotate_oop_max_deg = 4.0
     c.aug.translate_prob = 0.5
     c.aug.translate_max_mm = (2.0, 10.0, 5.0)
-    c.aug.noise_prob = 0.5
+    c.aug.scale_prob = 0.3
+    c.aug.scale_range = (0.85, 1.15)  # isotropic zoom, log-uniform; > 1 enlarges the anatomy
+    c.aug.noise_prob = 0.5  # added on the device, inside the train step
     c.aug.noise_max_std = 0.05  # of the windowed [0, 1] intensity range
+    # Intensity, on the host after resampling, in this order (noise comes last, on device).
+    c.aug.bias_prob = 0.2
+    c.aug.bias_max = 0.3  # largest |log| of the smooth multiplicative field
+    c.aug.contrast_prob = 0.15
+    c.aug.contrast_range = (0.75, 1.25)  # stretch about the mean
+    c.aug.gamma_prob = 0.3
+    c.aug.gamma_range = (0.7, 1.5)  # log-uniform
+    # Crops around structures ("label"/"coarse" crop): each side's margin moves by up to
+    # this much, so the fine stage learns boxes as loose or tight as the coarse stage's.
+    c.aug.crop_margin_jitter_mm = (2.0, 7.5, 5.0)
+    c.aug.flip_prob = 0.5  # left-right: reverses the slice (d) axis of image and label
 
     # 3D U-Net (Cicek et al. 2016): 4 down and 4 up levels, base 32 filters doubling.
     c.model = ml_collections.ConfigDict()
@@ -71,6 +100,11 @@ def paper_config(stage: str, input_shape: tuple[int, int, int]) -> ml_collection
     c.train.eval_every_epochs = 10
     c.train.checkpoint_every_epochs = 1
     c.train.log_every_steps = 10
+    # A step whose loss or gradients are NaN/Inf: "stop" raises, naming the step; "skip"
+    # keeps the state as it was (decided on the device), logs it, and stops after
+    # max_skipped_steps such steps in a row. Neither ever checkpoints a non-finite state.
+    c.train.nonfinite = "stop"
+    c.train.max_skipped_steps = 10
     return c
 
 
@@ -89,8 +123,9 @@ def apply_size(c: ml_collections.ConfigDict, arg: str) -> ml_collections.ConfigD
         c.train.eval_every_epochs = 3
         return c
     if arg == "tiny":
-        # Seconds per run, for tests.
+        # Seconds per run, for tests; tests do not write to the user's cache.
         c.data.input_shape = (8, 32, 16)
+        c.data.preprocessed_cache = False
         c.data.phantom_cases = 8
         c.data.phantom_matrix = 64
         c.model.base_filters = 4

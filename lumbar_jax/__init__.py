@@ -11,3 +11,5 @@ STRUCTURES = (
     "cord_cauda_equina",
 )
 LABEL_NAMES = ("background", *STRUCTURES)
+# Overlay colours per label value (background transparent), colour-blind friendly (Okabe-Ito).
+LABEL_COLOURS = ("#00000000", "#E69F00", "#56B4E9", "#009E73", "#CC79A7", "#F0E442")

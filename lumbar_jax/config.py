@@ -138,8 +138,8 @@ def save_config(config: ml_collections.ConfigDict, workdir: Path) -> Path:
     return path
 
 
-def read_config(path: Path) -> ml_collections.ConfigDict:
-    """Reads a config saved by ``save_config`` (lists become tuples again)."""
+def from_dict(data: dict) -> ml_collections.ConfigDict:
+    """The inverse of ``to_dict`` (lists become tuples again)."""
 
     def tuples(x):
         if isinstance(x, dict):
@@ -148,11 +148,16 @@ def read_config(path: Path) -> ml_collections.ConfigDict:
             return tuple(tuples(v) for v in x)
         return x
 
+    return ml_collections.ConfigDict(tuples(data))
+
+
+def read_config(path: Path) -> ml_collections.ConfigDict:
+    """Reads a config saved by ``save_config``."""
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise ValueError(f"Cannot read config {path}: {e}") from e
-    return ml_collections.ConfigDict(tuples(data))
+    return from_dict(data)
 
 
 def absl_flags_parser(overrides: dict[str, str]):

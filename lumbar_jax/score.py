@@ -3,9 +3,9 @@
   python -m lumbar_jax.score --workdir=RUN --data=DIR [--layout=auto] [--label_map='1-5:2']
       [--split=all]
 
-Loads the run's config.json and its best checkpoint (else the latest), prepares every case
-of the split as the stage was trained (the fine stage crops around the labelled structures),
-and prints the Dice table beside the paper's. Structures a dataset does not label are n/a.
+Loads the run's config.json and its best checkpoint (else the latest; or the checkpoint
+--workdir names), prepares every case of the split as the stage was trained (the fine stage
+crops around the labelled structures), and prints the Dice table beside the paper's. Structures a dataset does not label are n/a.
 """
 
 from __future__ import annotations
@@ -14,14 +14,12 @@ import functools
 import json
 import math
 import sys
-from pathlib import Path
 
 import jax
 from absl import app, flags, logging
 
-from lumbar_jax import STRUCTURES, metrics, trainer
-from lumbar_jax import config as config_lib
-from lumbar_jax.checkpoint import Checkpoints
+from lumbar_jax import STRUCTURES, metrics, trainer, validation
+from lumbar_jax import stage as stage_lib
 from lumbar_jax.data import datasets
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training run folder.")
@@ -31,33 +29,20 @@ _LABEL_MAP = flags.DEFINE_string("label_map", "", "Dataset values -> ours, e.g. 
 _SPLIT = flags.DEFINE_string("split", "all", "Split to score, or 'all' cases.")
 
 
-def load_run(workdir: str | Path):
-    """(config, parameters) of a run: the best checkpoint, else the latest."""
-    workdir = Path(workdir)
-    config = config_lib.read_config(workdir / "config.json")
-    template = jax.device_get(trainer.create_train_state(config, jax.random.key(0)))
-    ckpt = Checkpoints(workdir)
-    try:
-        if ckpt.best.latest_step() is not None:
-            return config, ckpt.restore_best_params(template.params)
-        if ckpt.latest_step() is not None:
-            return config, ckpt.restore_latest(template).params
-    finally:
-        ckpt.close()
-    raise FileNotFoundError(f"{workdir / 'checkpoints'}: no checkpoint to score.")
-
-
 def score(workdir, data, layout="auto", label_map="", split="all") -> tuple[dict, int]:
-    """(Dice summary, number of cases) of a run on a dataset split."""
-    config, params = load_run(workdir)
+    """(Dice summary, number of cases) of a run (or checkpoint) on a dataset split."""
+    stage = stage_lib.load_stage(workdir)
+    config, params = stage.config, stage.params
     dataset = datasets.load_dataset(data, layout, label_map)
     if split == "all":
         dataset.splits["all"] = sorted(dataset.cases)
     with config.unlocked():
         config.data.root = str(data)
-    predict_fn = jax.jit(functools.partial(trainer.predict_labels, config=config))
-    samples = trainer.split_samples(config, dataset, split)
-    summary, dice_nc = trainer.evaluate_samples(
+    predict_fn = jax.jit(
+        functools.partial(validation.predict_labels, model=trainer.make_model(config))
+    )
+    samples = validation.split_samples(config, dataset, split)
+    summary, dice_nc = validation.evaluate_samples(
         predict_fn, params, samples, config.data.num_classes
     )
     return summary, len(dice_nc)

@@ -5,6 +5,10 @@
 
 ``--config`` takes a name in configs/ (or a path) with an optional ``:ARG`` size; any field can
 be overridden with ``--config.a.b=value``. Running the same command again resumes.
+
+SIGTERM or SIGINT (Ctrl-C) saves a checkpoint after the current step and exits with code 0;
+a second signal stops at once. Errors (a dataset that fails the check, a non-finite loss, an
+unwritable workdir or checkpoint) print ``error: ...`` naming the file and exit 1.
 """
 
 from __future__ import annotations
@@ -54,8 +58,11 @@ def main(argv: list[str]) -> None:
         heartbeat_timeout_s=_HEARTBEAT.value,
     )
     try:
+        # A preempted run (SIGTERM, SIGINT) returns normally with a checkpoint: exit code 0.
         trainer.train_and_evaluate(config, _WORKDIR.value, max_steps=_MAX_STEPS.value)
-    except (ValueError, FloatingPointError) as e:
+    except (ValueError, FloatingPointError, OSError) as e:
+        # OSError: an unwritable workdir, a full disk during a checkpoint, no checkpoint that
+        # restores; all name the path.
         sys.exit(f"error: {e}")
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -16,13 +15,16 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from lumbar_jax import STRUCTURES, losses, metrics
 from lumbar_jax import config as config_lib
+from lumbar_jax import losses, validation
+from lumbar_jax import preemption as preemption_lib
 from lumbar_jax.checkpoint import Checkpoints
 from lumbar_jax.data import check, datasets, pipeline
 from lumbar_jax.logbook import Logbook
 from lumbar_jax.model import UNet3D
 from lumbar_jax.parallel import DataParallel
+
+NONFINITE_POLICIES = ("stop", "skip")
 
 
 @flax.struct.dataclass
@@ -121,50 +123,25 @@ def train_step(
         grads, metrics = jax.lax.pmean((grads, metrics), axis_name)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
+    # A step whose loss, gradients or new parameters are not finite keeps the old state. It
+    # is decided here, on the device, from values every replica holds alike after the pmean
+    # (or the global values under a mesh), so replicas agree without a host round trip; the
+    # host reads "finite" one step late and applies config.train.nonfinite.
+    finite = _all_finite((metrics["loss"], grads, params))
+    params, opt_state = jax.tree.map(
+        lambda new, old: jnp.where(finite, new, old),
+        (params, opt_state),
+        (state.params, state.opt_state),
+    )
+    # The step advances either way: it numbers the batches and keys the noise.
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
-    return new_state, {**metrics, "grad_norm": optax.tree.norm(grads)}
+    return new_state, {**metrics, "grad_norm": optax.tree.norm(grads), "finite": finite}
 
 
-def predict_labels(params: Any, image_bdhwc: jnp.ndarray, *, config) -> jnp.ndarray:
-    """Argmax label map (b, d, h, w) uint8."""
-    logits = make_model(config).apply({"params": params}, image_bdhwc)
-    return jnp.argmax(logits, axis=-1).astype(jnp.uint8)
-
-
-def evaluate_samples(
-    predict_fn, params: Any, samples: list[dict[str, np.ndarray]], num_classes: int
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Dice per structure per case, in the network's input space.
-
-    Args:
-      predict_fn: ``(params, image_bdhwc) -> labels_bdhw``.
-      params: model parameters.
-      samples: un-augmented samples (``pipeline.eval_samples``), one per case.
-      num_classes: background + structures.
-
-    Returns:
-      (summary from ``metrics.summarize``, per-case Dice (cases, structures)).
-    """
-    rows = []
-    for sample in samples:
-        pred = np.asarray(predict_fn(params, sample["image_dhwc"][None]))[0]
-        rows.append(
-            metrics.dice_per_class(pred, sample["label_dhw"], num_classes, sample["labeled_c"])
-        )
-    dice_nc = np.stack(rows) if rows else np.full((0, len(STRUCTURES)), np.nan)
-    return metrics.summarize(dice_nc), dice_nc
-
-
-def split_samples(config: ml_collections.ConfigDict, dataset, split: str) -> list[dict]:
-    """Every case of a split, prepared once for repeated evaluation."""
-    return [sample for _, sample in pipeline.eval_samples(config, dataset, split)]
-
-
-def _named(values: np.ndarray) -> dict[str, float | None]:
-    return {
-        n: (None if np.isnan(v) else round(float(v), 4))
-        for n, v in zip(STRUCTURES, values, strict=True)
-    }
+def _all_finite(tree: Any) -> jnp.ndarray:
+    """Scalar bool: every floating-point value in ``tree`` is finite."""
+    leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
+    return jnp.all(jnp.stack([jnp.isfinite(x).all() for x in leaves]))
 
 
 def _check_resume_config(config: ml_collections.ConfigDict, workdir: Path) -> None:
@@ -202,15 +179,33 @@ def train_and_evaluate(
       max_steps: stop after this global step with a latest checkpoint, as a preempted job
         would (the same call resumes).
 
+    SIGTERM or SIGINT while training saves a latest checkpoint after the step in flight and
+    returns normally (see ``preemption.Preemption``); the same call resumes, with the same parameters
+    and data order as a run never interrupted. A step with a non-finite loss or gradient is
+    handled by ``config.train.nonfinite``; a non-finite state is never checkpointed.
+
     Returns:
       {"step": final step, "test": per-structure test Dice summary (None until the last
-      step), "params": the final parameters (numpy)}.
+      step), "params": the final parameters (numpy), "preempted": the signal's name or None,
+      "skipped_steps": steps skipped for non-finite values}.
 
     Raises:
-      FloatingPointError: when the loss becomes NaN or Inf (the last good checkpoint stays).
+      FloatingPointError: naming the step, when the loss or gradients become NaN or Inf
+        (policy "stop") or do so for ``max_skipped_steps`` steps in a row (policy "skip");
+        the last good checkpoint stays.
+      ValueError: for a dataset that fails the check or a config that does not fit the
+        workdir.
+      OSError: for a workdir that cannot be written, a checkpoint that cannot be written
+        (the previous one stays) or none that can be restored.
     """
     workdir = Path(workdir)
     lead = jax.process_index() == 0
+    policy = config.train.get("nonfinite", "stop")
+    if policy not in NONFINITE_POLICIES:
+        raise ValueError(
+            f"config.train.nonfinite is {policy!r}; choose one of {NONFINITE_POLICIES}."
+        )
+    max_skipped = int(config.train.get("max_skipped_steps", 10))
     dp = DataParallel(config.parallel, config.optim.batch_size)
     if lead:
         workdir.mkdir(parents=True, exist_ok=True)
@@ -243,20 +238,19 @@ def train_and_evaluate(
         )
 
     data_iter = data_from(0)
-    ckpt = Checkpoints(workdir)
-    logbook = Logbook(workdir)
-    latest = ckpt.latest_step()
-    if latest is not None:
-        if ckpt.has_iterator_state(latest):
-            host_state = ckpt.restore_latest(host_state, data_iter)
-        else:
+    # Only the run that owns the workdir may delete the temporary folders of killed saves.
+    ckpt = Checkpoints(workdir, cleanup_tmp=True)
+    if ckpt.latest_step() is not None:
+        # Falls back to the previous checkpoint when the newest one does not restore.
+        host_state, resumed, with_iter = ckpt.restore_for_resume(host_state, data_iter)
+        if not with_iter:
             # Saved by a run with another number of processes: the global stream of batches
             # is the same, so start this process's share at the restored step.
-            host_state = ckpt.restore_latest(host_state)
-            data_iter = data_from(latest)
+            data_iter = data_from(resumed)
         if lead:
-            print(f"Resumed from {ckpt.latest.directory} at step {latest}.")
+            print(f"Resumed from {Path(ckpt.latest.directory) / str(resumed)} at step {resumed}.")
     start_step = int(host_state.step)
+    logbook = Logbook(workdir)
     if lead:
         logbook.truncate_after(start_step)
     best = ckpt.best_record()
@@ -264,16 +258,7 @@ def train_and_evaluate(
     del host_state
 
     step_fn = dp.wrap_step(functools.partial(train_step, config=config))
-    predict_fn = jax.jit(functools.partial(predict_labels, config=config))
-
-    def check_finite(step: int, device_metrics: dict) -> dict:
-        m = dp.host_metrics(device_metrics)
-        if not np.isfinite(m["loss"]):
-            raise FloatingPointError(
-                f"Loss is {m['loss']} at step {step}; training stopped. The last good "
-                f"checkpoint (step {ckpt.latest_step()}) is kept in {ckpt.latest.directory}."
-            )
-        return m
+    predict_fn = jax.jit(functools.partial(validation.predict_labels, model=make_model(config)))
 
     progress = tqdm(
         total=stop_step,
@@ -284,108 +269,176 @@ def train_and_evaluate(
         disable=not lead,
     )
     val_samples = None
+    skipped = {"total": 0, "in_a_row": 0}
+    window = {"start": time.perf_counter(), "steps": 0}
+
+    def kept_checkpoint() -> str:
+        latest = ckpt.latest_step()
+        if latest is None:
+            return "There is no checkpoint yet."
+        return f"The last good checkpoint (step {latest}) is kept in {ckpt.latest.directory}."
+
+    def drain(step: int, device_metrics: dict) -> None:
+        """Applies the non-finite policy to a step's metrics and logs them.
+
+        Called one step late (or before a checkpoint), so the host never waits for the
+        device in between.
+
+        Raises:
+          FloatingPointError: naming the step, under "stop" at the first non-finite step,
+            under "skip" after ``max_skipped`` of them in a row.
+        """
+        m = dp.host_metrics(device_metrics)
+        if not m["finite"]:
+            what = (
+                f"Loss is {m['loss']}"
+                if not np.isfinite(m["loss"])
+                else f"Gradients or updated parameters are not finite (loss {m['loss']})"
+            )
+            if policy == "stop":
+                raise FloatingPointError(
+                    f"{what} at step {step}; training stopped (config.train.nonfinite = "
+                    f"'stop'; 'skip' would skip such steps). {kept_checkpoint()}"
+                )
+            skipped["total"] += 1
+            skipped["in_a_row"] += 1
+            if lead:
+                logbook.write(
+                    {
+                        "step": step,
+                        "epoch": step / steps_per_epoch,
+                        "skipped_update": what,
+                        "skipped_steps": skipped["total"],
+                    }
+                )
+                progress.write(
+                    f"step {step}: {what}; update skipped ({skipped['in_a_row']} in a row, "
+                    f"{skipped['total']} in all)."
+                )
+            if skipped["in_a_row"] >= max_skipped:
+                raise FloatingPointError(
+                    f"{what} at step {step}: {skipped['in_a_row']} non-finite steps in a row "
+                    f"(config.train.max_skipped_steps = {max_skipped}); training stopped. "
+                    f"{kept_checkpoint()}"
+                )
+            return
+        skipped["in_a_row"] = 0
+        if lead and step % config.train.log_every_steps == 0:
+            rate = (
+                window["steps"] * config.optim.batch_size / (time.perf_counter() - window["start"])
+            )
+            row = {
+                "step": step,
+                "epoch": step / steps_per_epoch,
+                **{k: float(m[k]) for k in ("ce", "dice_loss", "grad_norm")},
+                "train_loss": float(m["loss"]),
+                "samples_per_s": rate,
+            }
+            if policy == "skip":
+                row["skipped_steps"] = skipped["total"]
+            logbook.write(row)
+            progress.set_postfix(loss=f"{float(m['loss']):.4f}", samples_s=f"{rate:.2f}")
+            window["start"], window["steps"] = time.perf_counter(), 0
+
+    final_step = start_step
     pending = None  # (step, device metrics): read one step late so the host never stalls
-    window_start, window_steps = time.perf_counter(), 0
-    try:
-        for step in range(start_step + 1, stop_step + 1):
-            batch = dp.place_batch(next(data_iter))
-            state, step_metrics = step_fn(state, batch, step_rng)
+    with preemption_lib.Preemption() as preemption:
+        try:
+            for step in range(start_step + 1, stop_step + 1):
+                batch = dp.place_batch(next(data_iter))
+                state, step_metrics = step_fn(state, batch, step_rng)
+                final_step = step
+                if pending is not None:
+                    drain(*pending)
+                pending = (step, step_metrics)
+                window["steps"] += 1
+                progress.update(1)
+
+                stop = preemption.requested(step)
+                epoch_done = step % steps_per_epoch == 0
+                epoch = step // steps_per_epoch
+                save = (epoch_done and epoch % config.train.checkpoint_every_epochs == 0) or (
+                    step == stop_step
+                )
+                # A preempted run saves at once; this epoch's validation is then skipped.
+                validate = (
+                    epoch_done
+                    and (epoch % config.train.eval_every_epochs == 0 or step == total_steps)
+                    and not stop
+                )
+                if save or validate or stop:
+                    drain(*pending)  # never checkpoint or score a non-finite state
+                    pending = None
+                    host_state = dp.host_state(state)
+                if save or stop:
+                    ckpt.save_latest(step, host_state, data_iter)
+                if stop:
+                    break
+                if validate:
+                    if val_samples is None:  # read and resampled once, reused every validation
+                        val_samples = validation.split_samples(
+                            config, dataset, config.data.val_split
+                        )
+                    summary, _ = validation.evaluate_samples(
+                        predict_fn, host_state.params, val_samples, config.data.num_classes
+                    )
+                    mean = (
+                        float(np.nanmean(summary["mean"]))
+                        if summary["count"].any()
+                        else float("nan")
+                    )
+                    if not np.isnan(mean) and (best is None or mean > best["score"]):
+                        best = {"step": step, "epoch": epoch, "score": mean}
+                        ckpt.save_best(step, host_state.params, best)
+                    if lead:
+                        logbook.write(
+                            {
+                                "step": step,
+                                "epoch": epoch,
+                                "val_dice": validation.named(summary["mean"]),
+                                "val_mean_dice": mean,
+                            }
+                        )
+                        logbook.plot()
+                        progress.write(
+                            f"epoch {epoch}: validation mean Dice {mean:.4f} "
+                            f"(best {best['score'] if best else float('nan'):.4f} at step "
+                            f"{best['step'] if best else '-'})"
+                        )
             if pending is not None:
-                m = check_finite(*pending)
-                if lead and pending[0] % config.train.log_every_steps == 0:
-                    rate = (
-                        window_steps
-                        * config.optim.batch_size
-                        / (time.perf_counter() - window_start)
-                    )
-                    logbook.write(
-                        {
-                            "step": pending[0],
-                            "epoch": pending[0] / steps_per_epoch,
-                            **{k: float(m[k]) for k in ("ce", "dice_loss", "grad_norm")},
-                            "train_loss": float(m["loss"]),
-                            "samples_per_s": rate,
-                        }
-                    )
-                    progress.set_postfix(loss=f"{float(m['loss']):.4f}", samples_s=f"{rate:.2f}")
-                    window_start, window_steps = time.perf_counter(), 0
-            pending = (step, step_metrics)
-            window_steps += 1
-            progress.update(1)
-
-            epoch_done = step % steps_per_epoch == 0
-            epoch = step // steps_per_epoch
-            save = (epoch_done and epoch % config.train.checkpoint_every_epochs == 0) or (
-                step == stop_step
-            )
-            validate = epoch_done and (
-                epoch % config.train.eval_every_epochs == 0 or step == total_steps
-            )
-            if save or validate:
-                check_finite(*pending)  # never checkpoint or score a NaN state
-                host_state = dp.host_state(state)
-            if save:
-                ckpt.save_latest(step, host_state, data_iter)
-            if validate:
-                if val_samples is None:  # read and resampled once, reused every validation
-                    val_samples = split_samples(config, dataset, config.data.val_split)
-                summary, _ = evaluate_samples(
-                    predict_fn, host_state.params, val_samples, config.data.num_classes
+                drain(*pending)
+        finally:
+            progress.close()
+            ckpt.wait()
+        if preemption.name is not None:
+            seconds = preemption.seconds_since_request()
+            if lead:
+                print(
+                    f"Preempted by {preemption.name}: checkpoint of step {final_step} saved in "
+                    f"{Path(ckpt.latest.directory) / str(final_step)} {seconds:.2f} s after the "
+                    "signal. Run the same command to resume.",
+                    flush=True,
                 )
-                mean = (
-                    float(np.nanmean(summary["mean"])) if summary["count"].any() else float("nan")
-                )
-                if not np.isnan(mean) and (best is None or mean > best["score"]):
-                    best = {"step": step, "epoch": epoch, "score": mean}
-                    ckpt.save_best(step, host_state.params, best)
-                if lead:
-                    logbook.write(
-                        {
-                            "step": step,
-                            "epoch": epoch,
-                            "val_dice": _named(summary["mean"]),
-                            "val_mean_dice": mean,
-                        }
-                    )
-                    logbook.plot()
-                    progress.write(
-                        f"epoch {epoch}: validation mean Dice {mean:.4f} "
-                        f"(best {best['score'] if best else float('nan'):.4f} at step "
-                        f"{best['step'] if best else '-'})"
-                    )
-    finally:
-        progress.close()
-        ckpt.wait()
 
-    final_step = max(start_step, stop_step)
     params = dp.host_state(state).params
-    result: dict[str, Any] = {"step": final_step, "test": None, "params": params}
+    result: dict[str, Any] = {
+        "step": final_step,
+        "test": None,
+        "params": params,
+        "preempted": preemption.name,
+        "skipped_steps": skipped["total"],
+    }
     if final_step < total_steps:
         ckpt.close()
         return result
     if best is not None:
         params = ckpt.restore_best_params(params)
-    test_samples = split_samples(config, dataset, config.data.test_split)
-    summary, dice_nc = evaluate_samples(predict_fn, params, test_samples, config.data.num_classes)
+    test_samples = validation.split_samples(config, dataset, config.data.test_split)
+    summary, dice_nc = validation.evaluate_samples(
+        predict_fn, params, test_samples, config.data.num_classes
+    )
     ckpt.close()
     result["test"] = summary
     if lead:
-        _write_test_report(config, workdir, summary, dice_nc, best, final_step)
+        validation.write_test_report(config, workdir, summary, dice_nc, best, final_step)
     return result
-
-
-def _write_test_report(config, workdir: Path, summary, dice_nc, best, final_step: int) -> None:
-    source = f"best checkpoint, step {best['step']}" if best else f"final step {final_step}"
-    table = metrics.dice_table(
-        summary,
-        STRUCTURES,
-        f"Test split ({len(dice_nc)} cases), {config.stage} stage, network input space, {source}:",
-    )
-    print(table, flush=True)
-    (workdir / "test_dice.md").write_text(table + "\n")
-    report = {
-        "split": config.data.test_split,
-        "source": source,
-        **{k: _named(summary[k]) for k in ("mean", "min", "max")},
-    }
-    (workdir / "test_dice.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -27,3 +27,17 @@ def phantom_root(tmp_path_factory) -> Path:
 def tiny_config(phantom_root: Path, stage: str = "fine", **overrides: str):
     """The ``:tiny`` config of a stage, reading ``phantom_root``."""
     return config_lib.load_config(f"{stage}:tiny", {"data.root": str(phantom_root), **overrides})
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(phantom_root, tmp_path_factory) -> dict[str, Path]:
+    """A coarse and a fine run of one epoch each on the tiny phantom: {"coarse", "fine"}."""
+    from lumbar_jax import trainer
+
+    runs = {}
+    for stage in ("coarse", "fine"):
+        workdir = tmp_path_factory.mktemp(f"{stage}_run")
+        config = tiny_config(phantom_root, stage, **{"optim.num_epochs": "1"})
+        trainer.train_and_evaluate(config, workdir)
+        runs[stage] = workdir
+    return runs

@@ -46,7 +46,8 @@ def _run_check(*args) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "lumbar_jax.data.check", *map(str, args)],
         capture_output=True,
-        text=True,
+        encoding="utf-8",
+        errors="replace",
         timeout=120,
     )
 

@@ -101,7 +101,8 @@ def test_cli_reports_unknown_config():
     result = subprocess.run(
         [sys.executable, "-m", "lumbar_jax.train", "--config=nope", "--workdir=/tmp/unused"],
         capture_output=True,
-        text=True,
+        encoding="utf-8",
+        errors="replace",
         timeout=120,
         cwd=ROOT,
     )

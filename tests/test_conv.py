@@ -47,3 +47,18 @@ def test_resolve_conv_impl():
     assert set(CONV_IMPLS) == {"auto", "xla", "stack2d"}
     with pytest.raises(ValueError, match="Unknown conv_impl 'cudnn'"):
         resolve_conv_impl("cudnn")
+
+
+@pytest.mark.parametrize("impl", [i for i in CONV_IMPLS if i != "auto"])
+def test_every_impl_matches_xla(impl):
+    """Outputs within rtol 1e-4 / atol 1e-5 and gradients within atol 1e-4 of the XLA conv."""
+    impls = {"xla": conv3d_xla, "stack2d": conv3d_stack2d}
+    x = jax.random.normal(jax.random.key(2), (1, 4, 6, 5, 3))
+    k = jax.random.normal(jax.random.key(3), (3, 3, 3, 3, 5))
+    np.testing.assert_allclose(impls[impl](x, k), conv3d_xla(x, k), rtol=RTOL, atol=ATOL)
+    grads = [
+        jax.grad(lambda x, k, f=f: jnp.sum(jnp.sin(f(x, k))), argnums=(0, 1))(x, k)
+        for f in (impls[impl], conv3d_xla)
+    ]
+    for got, want in zip(*grads, strict=True):
+        np.testing.assert_allclose(got, want, rtol=RTOL, atol=1e-4)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from lumbar_jax.data import datasets, io, pipeline
+from lumbar_jax.data import datasets, io, prepared
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 needs_real = pytest.mark.skipif(not REAL.is_dir(), reason="../shared/data/real is not here")
@@ -35,10 +35,10 @@ def test_real_discs_folder_layout_and_orientation():
     assert raw.array_dhw.shape == (67, 221, 221)
     # Disc 1 is L5/S1 (most inferior), disc 5 is L1/L2: inferior means larger h.
     assert _centroid_h(raw.array_dhw, 1) > _centroid_h(raw.array_dhw, 5)
-    prepared = pipeline.prepare_case(case, ds)
-    assert set(np.unique(prepared.label_dhw)) == {0, 2}
-    assert prepared.labeled_c.tolist() == [True, False, True, False, False, False]
-    assert prepared.image_dhw.min() >= 0.0 and prepared.image_dhw.max() <= 1.0
+    case_prepared = prepared.prepare_case(case, ds)
+    assert set(np.unique(case_prepared.label_dhw)) == {0, 2}
+    assert case_prepared.labeled_c.tolist() == [True, False, True, False, False, False]
+    assert case_prepared.image_dhw.min() >= 0.0 and case_prepared.image_dhw.max() <= 1.0
 
 
 @needs_real
@@ -69,8 +69,8 @@ def test_spider_layout_maps_labels(tmp_path):
     ds = datasets.load_dataset(tmp_path / "spider")
     assert sorted(ds.cases) == ["1_t2", "2_t2", "3_t2"]
     assert ds.labeled_classes == (True, True, True, False, True, False)
-    prepared = pipeline.prepare_case(ds.cases["1_t2"], ds)
-    assert set(np.unique(prepared.label_dhw)) == {0, 1, 2, 4}
+    case_prepared = prepared.prepare_case(ds.cases["1_t2"], ds)
+    assert set(np.unique(case_prepared.label_dhw)) == {0, 1, 2, 4}
 
 
 def test_layout_detection_and_errors(phantom_root, tmp_path):

@@ -63,3 +63,21 @@ def test_write_leaves_no_partial_file(tmp_path):
     with pytest.raises(OSError, match="cannot write image"):
         io.write_image(image, tmp_path / "missing_dir" / "x.nii.gz")
     assert not list(tmp_path.rglob("*.nii.gz"))
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", "dicom"])
+def test_every_format_reads_into_the_canonical_layout(suffix, tmp_path):
+    from tests.helpers import dicom
+
+    image, canonical = _oriented_image("RAS")  # neither the canonical order nor identity
+    if suffix == "dicom":
+        path = dicom.write_series(image, tmp_path / "series")
+    else:
+        path = tmp_path / f"scan{suffix}"
+        sitk.WriteImage(image, str(path))
+    volume = io.read_canonical(path)
+    assert volume.spacing_dhw == pytest.approx((4.0, 0.8, 0.7), rel=1e-4)
+    if suffix == "dicom":  # written as rescaled int16: same order of values
+        assert np.corrcoef(volume.array_dhw.ravel(), canonical.ravel())[0, 1] > 0.9999
+    else:
+        np.testing.assert_array_equal(volume.array_dhw, canonical)

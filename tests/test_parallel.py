@@ -80,7 +80,8 @@ def _start(count, root, workdir, *extra):
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            text=True,
+            encoding="utf-8",
+            errors="replace",
             cwd=ROOT,
         )
         for i in range(count)

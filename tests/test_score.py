@@ -6,15 +6,13 @@ import numpy as np
 import pytest
 
 from lumbar_jax import config as config_lib
-from lumbar_jax import score, trainer
+from lumbar_jax import score
 from tests.conftest import tiny_config
 
 
-@pytest.fixture(scope="module")
-def tiny_run(phantom_root, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("run")
-    trainer.train_and_evaluate(tiny_config(phantom_root, **{"optim.num_epochs": "1"}), workdir)
-    return workdir
+@pytest.fixture
+def tiny_run(tiny_runs):
+    return tiny_runs["fine"]
 
 
 def test_score_matches_the_runs_own_test_split(tiny_run, phantom_root):
@@ -39,7 +37,8 @@ def test_score_command_on_partially_labelled_data(tiny_run, phantom_root):
             "--label_map=1:1,2:2,3-5:0",  # as if only bodies and discs were labelled
         ],
         capture_output=True,
-        text=True,
+        encoding="utf-8",
+        errors="replace",
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
@@ -52,5 +51,5 @@ def test_score_command_on_partially_labelled_data(tiny_run, phantom_root):
 
 def test_score_without_checkpoint_is_a_clear_error(tmp_path, phantom_root):
     config_lib.save_config(tiny_config(phantom_root), tmp_path)
-    with pytest.raises(FileNotFoundError, match="no checkpoint to score"):
+    with pytest.raises(ValueError, match="no checkpoint found"):
         score.score(tmp_path, phantom_root)

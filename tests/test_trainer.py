@@ -115,3 +115,20 @@ def test_bfloat16_training_lowers_the_loss(phantom_root):
     assert dtypes <= {np.dtype("float32"), np.dtype("int32")}
     assert np.isfinite(losses).all()
     assert np.mean(losses[-3:]) < 0.9 * np.mean(losses[:3]), losses
+
+
+def test_partially_labelled_data_trains(phantom_root):
+    # As if the dataset labelled only bodies and discs (like ../shared/data/real).
+    config = tiny_config(phantom_root, **{"data.label_map": "1:1,2:2,3-5:0"})
+    ds = datasets.from_config(config.data)
+    batch = next(iter(pipeline.train_iter_dataset(config, ds)))
+    assert batch["labeled_c"].tolist() == [[True, True, True, False, False, False]] * 2
+    assert set(np.unique(batch["label_dhw"])) <= {0, 1, 2}
+    state = trainer.create_train_state(config, jax.random.key(0))
+    step = jax.jit(functools.partial(trainer.train_step, config=config), donate_argnums=0)
+    losses = []
+    for _ in range(12):
+        state, m = step(state, batch, jax.random.key(1))
+        losses.append(float(m["loss"]))
+    assert np.isfinite(losses).all()
+    assert losses[-1] < 0.95 * losses[0] and np.all(np.diff(losses) < 0), losses

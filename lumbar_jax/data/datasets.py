@@ -235,7 +235,7 @@ def default_cache_dir() -> Path:
 
 def phantom_root(cache_dir: str | Path, num_cases: int, seed: int, matrix: int) -> Path:
     """Folder of the built-in phantom dataset for these parameters."""
-    return Path(cache_dir) / f"phantom-v1-n{num_cases}-s{seed}-m{matrix}"
+    return Path(cache_dir) / f"phantom-v2-n{num_cases}-s{seed}-m{matrix}"
 
 
 def ensure_phantom(cache_dir: str | Path, num_cases: int, seed: int, matrix: int) -> Path:

@@ -9,6 +9,8 @@ since numpy sees a SimpleITK image as (z, y, x).
 from __future__ import annotations
 
 import gzip
+import math
+import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,8 +62,17 @@ def read_image(path: str | Path) -> sitk.Image:
             reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path), series[0]))
             image = reader.Execute()
         else:
-            if path.name.endswith(".gz"):
-                _check_gzip_complete(path)
+            name = path.name.lower()
+            if name.endswith(".gz"):
+                head, size = _check_gzip_complete(path)
+            else:
+                with path.open("rb") as f:
+                    head = f.read(_NIFTI_HEAD_BYTES)
+                size = path.stat().st_size
+            if name.endswith((".nii", ".nii.gz")):
+                _check_nifti_header(path, head, size)
+            if path.suffix.lower() in (".mha", ".mhd"):
+                _check_metaimage_header(path)
             image = sitk.ReadImage(str(path))
     except RuntimeError as e:
         first = str(e).strip().splitlines()[-1] if str(e).strip() else "unreadable"
@@ -75,14 +86,112 @@ def read_image(path: str | Path) -> sitk.Image:
     return image
 
 
-def _check_gzip_complete(path: Path) -> None:
-    # ITK reads a truncated .gz without complaint and fills the missing voxels with zeros.
+def _check_gzip_complete(path: Path) -> tuple[bytes, int]:
+    """(first bytes, uncompressed size) of a gzip file that decompresses to its end.
+
+    ITK reads a truncated .gz without complaint and fills the missing voxels with zeros.
+    """
+    head, size = b"", 0
     try:
         with gzip.open(path, "rb") as f:
-            while f.read(1 << 22):
-                pass
+            while chunk := f.read(1 << 22):
+                if not size:
+                    head = chunk[:_NIFTI_HEAD_BYTES]
+                size += len(chunk)
     except (EOFError, OSError, zlib.error) as e:
         raise ImageReadError(f"{path}: truncated or corrupt gzip data ({e}).") from e
+    return head, size
+
+
+# NIfTI-1 headers are 348 bytes (+ 4 of extension flag), NIfTI-2 headers 540 (+ 4).
+_NIFTI_HEAD_BYTES = 544
+
+
+def _check_nifti_header(path: Path, head: bytes, size: int) -> None:
+    """Refuses NIfTI headers whose image cannot be in the file.
+
+    ITK trusts the header: dimensions garbled into the tens of thousands make it allocate
+    and read for minutes (found by tests/test_fuzz.py), and a file cut short is read with
+    zeros in place of the missing voxels. A header ITK would not recognise at all is left
+    to ITK to refuse.
+    """
+    for order in "<>":
+        if len(head) >= 348 and np.frombuffer(head[:4], f"{order}i4")[0] == 348:
+            dims = np.frombuffer(head[40:56], f"{order}i2").astype(np.int64)
+            bitpix = int(np.frombuffer(head[72:74], f"{order}i2")[0])
+            offset = float(np.frombuffer(head[108:112], f"{order}f4")[0])
+            break
+        if len(head) >= 540 and np.frombuffer(head[:4], f"{order}i4")[0] == 540:
+            dims = np.frombuffer(head[16:80], f"{order}i8")
+            bitpix = int(np.frombuffer(head[14:16], f"{order}i2")[0])
+            offset = float(np.frombuffer(head[168:176], f"{order}i8")[0])
+            break
+    else:
+        return
+    ndim = int(dims[0])
+    if not 1 <= ndim <= 7 or (dims[1 : ndim + 1] < 1).any() or bitpix <= 0:
+        shown = dims[1 : max(1, min(ndim, 7)) + 1].tolist()
+        raise ImageReadError(
+            f"{path}: corrupt NIfTI header ({ndim} dimensions {shown}, {bitpix} bits per voxel)."
+        )
+    if not np.isfinite(offset) or offset < 0:
+        raise ImageReadError(f"{path}: corrupt NIfTI header (data offset {offset}).")
+    shape = dims[1 : ndim + 1].tolist()
+    needed = int(max(offset, 348)) + math.prod(shape) * bitpix // 8
+    if needed > size:
+        raise ImageReadError(
+            f"{path}: truncated: its header describes {shape} voxels of {bitpix} bits "
+            f"({needed} bytes with the header), but it holds {size} bytes."
+        )
+
+
+# Text headers are short; a "header" longer than this is not one.
+_META_HEADER_MAX_BYTES = 1 << 16
+_META_FIELD = re.compile(rb"^\s*(\w+)\s*[=:](.*)$", re.DOTALL)
+
+
+def _check_metaimage_header(path: Path) -> None:
+    """Refuses MetaImage headers that crash ITK instead of failing.
+
+    ITK's MetaIO segfaults on an NDims that is not a small integer and corrupts its heap on a
+    garbled ElementDataFile (both found by tests/test_fuzz.py), so those fields and DimSize
+    are checked here first. Anything this does not recognise is left to ITK, which reports
+    it as an error.
+    """
+    with path.open("rb") as f:
+        head = f.read(_META_HEADER_MAX_BYTES)
+    fields = {}
+    for line in head.split(b"\n"):
+        # MetaIO takes "=" or ":" between key and value.
+        match = _META_FIELD.match(line)
+        if match is None:
+            continue
+        key = match.group(1).decode("ascii")
+        fields[key] = match.group(2).strip().decode("ascii", "replace")
+        if key == "ElementDataFile":
+            break
+    data_file = fields.get("ElementDataFile")
+    if data_file is not None:
+        # MetaIO corrupts its heap on a garbled data-file name (also found by the fuzz test).
+        if not data_file.isprintable() or "\ufffd" in data_file:
+            raise ImageReadError(f"{path}: corrupt MetaImage header (ElementDataFile).")
+        words = data_file.split()
+        # LOCAL: data follows the header; LIST and "pattern start stop step": several files.
+        external = len(words) == 1 and words[0] not in ("LOCAL", "LIST")
+        if external and not (path.parent / words[0]).is_file():
+            raise ImageReadError(f"{path}: its data file {path.parent / words[0]} is missing.")
+    if "NDims" not in fields:
+        return
+    ndims_text = fields["NDims"]
+    if not (ndims_text.isdigit() and 1 <= int(ndims_text) <= 8):
+        raise ImageReadError(f"{path}: corrupt MetaImage header (NDims = {ndims_text[:40]!r}).")
+    if "DimSize" in fields:
+        sizes = fields["DimSize"].split()
+        if len(sizes) != int(ndims_text) or not all(v.isdigit() and int(v) > 0 for v in sizes):
+            raise ImageReadError(
+                f"{path}: corrupt MetaImage header (DimSize = {fields['DimSize'][:60]!r} "
+                f"for NDims = {ndims_text})."
+            )
 
 
 def to_canonical(image: sitk.Image) -> tuple[np.ndarray, tuple[float, float, float]]:

@@ -3,7 +3,11 @@
 Vertebral bodies T10..S3 along a lordotic curve, discs with a bright nucleus and dark
 endplates, the dural sac with bright CSF down to S2, the cord ending in the conus near L1 with
 cauda equina roots below, foramina on para-sagittal slices between the pedicles, posterior
-elements, muscle, fat, skin and vessels. ``synth.py`` turns planes into an acquired series.
+elements, muscle, fat, skin and vessels. Some cases carry pathology, drawn from the case's seed:
+degenerated discs (dark nucleus, lower height), diffuse posterior bulges, focal herniations
+into the canal (labelled disc, displacing the dural sac) and Schmorl nodes (disc material
+intruding through an endplate into the vertebral body, also labelled disc). ``synth.py`` turns
+planes into an acquired series.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from lumbar_jax.data import pathology
 
 BODY, DISC, FORAMEN, CANAL, CORD = 1, 2, 3, 4, 5
 # Levels from the top of the field of view; T10/T11 are often cut by it.
@@ -30,6 +36,7 @@ class Segment:
     half_height: float
     half_depth: float  # anterior-posterior
     half_width: float  # left-right
+    degenerate: bool = False  # discs: desiccated (dark nucleus) and narrowed
 
     def local(self, y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(u along the axis, v toward posterior) of plane points, in mm."""
@@ -68,6 +75,11 @@ def _build_spine(rng: np.random.Generator, top_y: float, z0: float) -> list[Segm
             y, z = np.array([y, z]) + 1.0 * direction  # fused sacral segments: no disc
             continue
         disc_half = (3.0 if name.startswith("T") else 4.5) * rng.uniform(0.8, 1.15)
+        # Degeneration is commonest at the lowest lumbar levels; it narrows the disc space.
+        p_degenerate = 0.25 if name in ("L4", "L5") else 0.03 if name.startswith("T") else 0.07
+        degenerate = rng.random() < p_degenerate
+        if degenerate:
+            disc_half *= rng.uniform(0.55, 0.8)
         theta_disc = 0.5 * (theta + sacral_tilt) if name == "L5" else theta
         direction = np.array([math.cos(theta_disc), math.sin(theta_disc)])
         cy, cz = np.array([y, z]) + disc_half * direction
@@ -81,6 +93,7 @@ def _build_spine(rng: np.random.Generator, top_y: float, z0: float) -> list[Segm
                 disc_half,
                 half_depth * 0.97,
                 half_depth * 1.3,
+                degenerate,
             )
         )
         y, z = np.array([cy, cz]) + disc_half * direction
@@ -91,6 +104,18 @@ def _superellipsoid(u, v, x, a, bv, bx, p=6.0):
     """Inside test of a blocky cylinder: flat ends at |u|=a, elliptical cross-section."""
     r = np.sqrt((v / bv) ** 2 + (x / bx) ** 2)
     return (np.abs(u) / a) ** p + r**p <= 1.0
+
+
+def _extend(a: tuple[float, float], b: tuple[float, float], length: float):
+    """The point ``length`` mm beyond ``b`` on the line from ``a`` through ``b``."""
+    dy, dz = b[0] - a[0], b[1] - a[1]
+    norm = math.hypot(dy, dz) or 1.0
+    return b[0] + length * dy / norm, b[1] + length * dz / norm
+
+
+def _wedge(disc: Segment, v):
+    """Disc height factor along v: discs are taller anteriorly in a lordosis."""
+    return 1.0 - 0.25 * np.clip(v / disc.half_depth, -1, 1) * np.sign(-disc.theta + 0.1)
 
 
 class Phantom:
@@ -114,12 +139,23 @@ class Phantom:
         s2 = self.bodies["S2"]
         self.sac_end_y = s2.cy + rng.uniform(-0.5, 0.3) * s2.half_height
         self.marrow = rng.uniform(0.38, 0.52)
-        self.degenerate = {
-            s.name for s in self.segments if s.kind == "disc" and rng.random() < 0.15
-        }
-        self.bulge = {
-            s.name: rng.uniform(0, 4.0) if rng.random() < 0.3 else 0.0 for s in self.segments
-        }
+        discs = [s for s in self.segments if s.kind == "disc"]
+        self.degenerate = {s.name for s in discs if s.degenerate}
+        # Diffuse bulge: the whole posterior disc margin pushed back by up to 4 mm.
+        self.bulge = {s.name: rng.uniform(0, 4.0) if rng.random() < 0.3 else 0.0 for s in discs}
+        # Focal herniations are commonest at L4/L5 and L5/S1.
+        self.herniations = [
+            pathology.draw_herniation(rng, s)
+            for s in discs
+            if rng.random() < (0.15 if s.name in ("L4/L5", "L5/S1") else 0.03)
+        ]
+        # Schmorl nodes, through the disc's upper (-1) or lower (+1) endplate.
+        self.schmorl_nodes = [
+            pathology.draw_schmorl(rng, s, side)
+            for s in discs
+            for side in (-1, 1)
+            if rng.random() < 0.025
+        ]
         self.root_offsets = rng.uniform(-1.0, 1.0, size=(8, 2))
         # Sac centreline: behind each segment's posterior wall, along its normal.
         pts = []
@@ -129,26 +165,81 @@ class Phantom:
         pts.sort()
         self.sac_y = np.array([p[0] for p in pts])
         self.sac_z = np.array([p[1] for p in pts])
+        # Anterior surface of the column, which the great vessels and the bowel lie against.
+        front = sorted(
+            (s.cy + s.half_depth * math.sin(s.theta), s.cz - s.half_depth * math.cos(s.theta))
+            for s in bodies
+        )
+        # Extended along the end segments' slopes, so the line does not turn vertical where
+        # the spine leaves the field of view.
+        front = [
+            _extend(front[1], front[0], 200.0),
+            *front,
+            _extend(front[-2], front[-1], 200.0),
+        ]
+        self.front_y = np.array([p[0] for p in front])
+        self.front_z = np.array([p[1] for p in front])
+        # The back follows the lordosis in part; its mean distance is back_skin.
+        self.back_follow = rng.uniform(0.4, 0.8)
+        self.sac_z_mean = float(self.sac_z.mean())
+        # Anterior abdominal wall (often outside the field of view) and its fat.
+        self.front_skin = self.z_body - rng.uniform(0.38, 0.5) * fov_mm
+        self.front_fat = rng.uniform(8.0, 30.0)
+        # Bowel loops in mesenteric fat: a smooth random field, continuous across slices.
+        k = 8
+        directions = rng.standard_normal((k, 3))
+        directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+        self.bowel_k = directions * (2 * math.pi / rng.uniform(25.0, 70.0, (k, 1)))
+        self.bowel_phase = rng.uniform(0, 2 * math.pi, k)
 
     def sac_center_z(self, y: np.ndarray) -> np.ndarray:
         return np.interp(y, self.sac_y, self.sac_z)
 
+    def bowel_field(self, x: float, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """A smooth random field of unit variance (a sum of plane waves) over the body."""
+        k, phase = self.bowel_k, self.bowel_phase
+        total = np.zeros(y.shape, np.float32)
+        for i in range(len(phase)):
+            total += np.cos(k[i, 0] * x + k[i, 1] * y + k[i, 2] * z + phase[i])
+        return total * np.float32(math.sqrt(2.0 / len(phase)))
+
     def plane(self, x: float, y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """T2 intensity and label on the sagittal plane at left-right position ``x`` (mm)."""
-        inten = np.full(y.shape, 0.27, np.float32)  # muscle / abdominal soft tissue
+        inten = np.full(y.shape, 0.27, np.float32)  # muscle
         label = np.zeros(y.shape, np.uint8)
         rng_tex = np.random.default_rng(int(abs(x) * 1000) + 7)
+        front = np.interp(y, self.front_y, self.front_z)
 
-        # Back: subcutaneous fat, skin, air beyond.
-        inten[z > self.back_skin - self.fat] = 0.78
-        inten[np.abs(z - self.back_skin) < 1.2] = 0.35
-        inten[z > self.back_skin + 1.2] = 0.0
+        # Abdomen and pelvis ahead of the column: bowel (intermediate, some fluid-bright
+        # loops) in bright fat; then the abdominal wall's muscle, fat, skin and air.
+        abdomen = z < front - 8.0
+        field = self.bowel_field(x, y, z)
+        fat = 1.0 / (1.0 + np.exp(-3.0 * (field - 0.4)))  # soft edges between fat and bowel
+        tissue = 0.34 + 0.36 * fat
+        tissue[field < -1.5] = 0.8  # fluid-filled loops
+        inten[abdomen] = tissue[abdomen]
+        # Paraspinal and other muscle: faint fatty streaks, not a flat grey.
+        streaks = self.bowel_field(x + 97.0, 0.5 * y, 2.0 * z)
+        muscle = ~abdomen
+        inten[muscle] = 0.26 + 0.03 * streaks[muscle]
+        wall = self.front_skin
+        inten[z < wall + self.front_fat + 10.0] = 0.25
+        inten[z < wall + self.front_fat] = 0.78
+        inten[np.abs(z - wall) < 1.2] = 0.35
+        inten[z < wall - 1.2] = 0.0
 
-        # Great vessels anterior to the spine: dark flow voids.
+        # Back: subcutaneous fat, skin, air beyond; its surface follows the lordosis in part.
+        back = self.back_skin + self.back_follow * (self.sac_center_z(y) - self.sac_z_mean)
+        inten[z > back - self.fat] = 0.78
+        inten[np.abs(z - back) < 1.2] = 0.35
+        inten[z > back + 1.2] = 0.0
+
+        # Great vessels against the front of the column: dark flow voids, down to the
+        # bifurcation near L4.
         for vx, vr in ((-12.0, 9.0), (14.0, 10.0)):
             if abs(x - vx) < vr:
                 r = math.sqrt(vr**2 - (x - vx) ** 2)
-                zc = self.z_body - 26.0
+                zc = front - vr - 3.0
                 inten[(np.abs(z - zc) < r) & (y < self.bodies["L4"].cy)] = 0.05
 
         sac_z = self.sac_center_z(y)
@@ -176,7 +267,7 @@ class Phantom:
                 inten[cortex] = 0.08
                 label[inside] = BODY
             else:
-                wedge = 1.0 - 0.25 * np.clip(v / s.half_depth, -1, 1) * np.sign(-s.theta + 0.1)
+                wedge = _wedge(s, v)
                 bulge = self.bulge[s.name]
                 inside = _superellipsoid(
                     u / wedge,
@@ -186,17 +277,19 @@ class Phantom:
                     s.half_depth + bulge * 0.5,
                     s.half_width,
                 )
-                inten[inside] = 0.3  # annulus
-                nucleus = inside & _superellipsoid(
-                    u / wedge,
-                    v + 2.0,
-                    x,
-                    s.half_height * 0.8,
-                    s.half_depth * 0.72,
-                    s.half_width * 0.72,
-                    3.0,
-                )
-                inten[nucleus] = 0.32 if s.name in self.degenerate else 0.85
+                inten[inside] = 0.3  # outer annulus
+                # The nucleus grades into the annulus through a transition zone (inner annulus).
+                for grow, bright in ((1.18, 0.55), (1.0, 0.85)):
+                    zone = inside & _superellipsoid(
+                        u / wedge,
+                        v + 2.0,
+                        x,
+                        s.half_height * min(0.8 * grow, 0.95),
+                        s.half_depth * 0.72 * grow,
+                        s.half_width * 0.72 * grow,
+                        3.0,
+                    )
+                    inten[zone] = 0.3 + (0.05 if s.degenerate else 1.0) * (bright - 0.3)
                 label[inside] = DISC
 
         self._foramina(x, y, z, inten, label)
@@ -225,35 +318,83 @@ class Phantom:
                 )
         inten[cord | roots] = 0.22
         label[cord | roots] = CORD
+        self._pathology(x, y, z, inten, label)
         return inten, label
 
+    def _pathology(self, x, y, z, inten, label) -> None:
+        """Schmorl nodes and herniations, drawn last: they displace what was there."""
+        discs = {s.name: s for s in self.segments if s.kind == "disc"}
+        for node in self.schmorl_nodes:
+            s = discs[node.disc]
+            if abs(x - node.x) >= node.radius + 1.2:
+                continue
+            u, v = s.local(y, z)
+            endplate = node.side * s.half_height * _wedge(s, node.v)
+
+            def ball(grow, node=node, u=u, v=v, endplate=endplate):
+                return (
+                    ((u - endplate) / (node.depth + grow)) ** 2
+                    + ((v - node.v) / (node.radius + grow)) ** 2
+                    + ((x - node.x) / (node.radius + grow)) ** 2
+                ) <= 1.0
+
+            in_body = label == BODY
+            inside = ball(0.0) & in_body
+            # A sclerotic, dark rim where the endplate folds into the body.
+            inten[ball(1.2) & in_body & ~inside] = 0.08
+            inten[inside] = 0.32 if s.degenerate else 0.7
+            label[inside] = DISC
+        for h in self.herniations:
+            s = discs[h.disc]
+            if abs(x - h.x) >= h.half_x + 0.8:
+                continue
+            u, v = s.local(y, z)
+            wall = s.half_depth + self.bulge[h.disc]
+
+            def blob(grow, h=h, u=u, v=v, wall=wall):
+                return (
+                    ((u - h.u) / (h.half_u + grow)) ** 2
+                    + ((v - wall) / (h.depth + grow)) ** 2
+                    + ((x - h.x) / (h.half_x + grow)) ** 2
+                ) <= 1.0
+
+            # Only behind the disc margin, and never through bone.
+            where = (v > wall - 2.0) & (label != BODY)
+            inner = blob(0.0) & where
+            # The stretched posterior ligament and outer annulus: a thin dark line on the
+            # herniation's back, between it and the CSF. Disc material too.
+            shell = blob(0.8) & where & ~inner
+            inten[shell] = 0.15
+            inten[inner] = 0.35 if s.degenerate else 0.5
+            label[inner | shell] = DISC
+
     def _posterior_elements(self, x, s: Segment, u, v, inten) -> None:
+        """Pedicles, laminae and spinous processes: marrow inside a dark cortical shell."""
         front = s.half_depth + 1.5
         canal_back = front + 2 * self.sac_rz + 5.0
         ax = abs(x)
-        lateral = self.sac_rx + 1.5 <= ax <= self.sac_rx + 9.0
-        if lateral:  # pedicle: upper part of the vertebra, bridging body and lamina
-            pedicle = (
-                (u > -s.half_height)
-                & (u < 0.15 * s.half_height)
-                & (v > front - 3)
-                & (v < canal_back + 4)
-            )
-            inten[pedicle] = self.marrow * 0.95
-        if ax <= self.sac_rx + 9.0:
-            lamina = (
-                (v > canal_back)
-                & (v < canal_back + 7.0)
-                & (np.abs(u - 0.35 * s.half_height) < s.half_height * 0.8)
-            )
-            inten[lamina] = self.marrow * 0.9
-        if ax <= 3.5:
-            spinous = (
-                (v > canal_back + 5.0)
-                & (v < canal_back + 38.0)
-                & (np.abs(u - 0.5 * s.half_height) < s.half_height * 0.45)
-            )
-            inten[spinous] = self.marrow * 0.9
+        cortex = 1.2
+
+        def bone(u_lo, u_hi, v_lo, v_hi, x_lo, x_hi):
+            # Within ``cortex`` of the element's left-right edges the plane cuts only cortex.
+            if not x_lo <= ax <= x_hi:
+                return
+            outer = (u > u_lo) & (u < u_hi) & (v > v_lo) & (v < v_hi)
+            inten[outer] = 0.1
+            if min(ax - x_lo, x_hi - ax) > cortex or x_lo == 0.0:
+                inner = (
+                    (u > u_lo + cortex)
+                    & (u < u_hi - cortex)
+                    & (v > v_lo + cortex)
+                    & (v < v_hi - cortex)
+                )
+                inten[inner] = self.marrow * 0.7
+
+        h = s.half_height
+        # Pedicle: the upper part of the vertebra, bridging body and lamina.
+        bone(-h, 0.15 * h, front - 3, canal_back + 4, self.sac_rx + 1.5, self.sac_rx + 9.0)
+        bone(-0.45 * h, 1.15 * h, canal_back, canal_back + 7.0, 0.0, self.sac_rx + 9.0)  # lamina
+        bone(0.05 * h, 0.95 * h, canal_back + 5.0, canal_back + 38.0, 0.0, 3.5)  # spinous
 
     def _foramina(self, x, y, z, inten, label) -> None:
         ax = abs(x)

@@ -5,11 +5,13 @@ Every element is a dict:
   label_dhw: uint8 (d, h, w), our label values 0..5;
   labeled_c: bool (num_classes,), which classes the case labels (others are ignored by the
     loss and by Dice).
+
+Cases come prepared (read, canonicalized, windowed, label-mapped, cached) from
+``prepared.py``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Iterator, Sequence
 
@@ -17,87 +19,38 @@ import grain
 import ml_collections
 import numpy as np
 
-from lumbar_jax.data import io, transforms
+from lumbar_jax.data import transforms
 from lumbar_jax.data.datasets import Case, Dataset
+from lumbar_jax.data.prepared import CaseSource, PreparedCase, prepared_cache_dir
 
 
-@dataclasses.dataclass
-class PreparedCase:
-    """A case read, canonicalized, windowed and mapped to our labels (the cached form)."""
-
-    case_id: str
-    image_dhw: np.ndarray
-    label_dhw: np.ndarray
-    spacing_dhw: tuple[float, float, float]
-    labeled_c: np.ndarray
+def coarse_dir(data: ml_collections.ConfigDict) -> str | None:
+    """The stored coarse predictions to crop from, when ``data.crop`` is "coarse"."""
+    if data.crop != "coarse":
+        return None
+    if not data.coarse_predictions:
+        raise ValueError("data.crop='coarse' needs data.coarse_predictions (a folder).")
+    return data.coarse_predictions
 
 
-def prepare_case(
-    case: Case, dataset: Dataset, window_percentiles: Sequence[float] = (0.5, 99.5)
-) -> PreparedCase:
-    """Reads one case and brings it to the canonical, windowed, label-mapped form.
-
-    Raises:
-      ValueError: naming the file, for geometry mismatches or label values the dataset does
-        not declare.
-    """
-    image = io.read_canonical(case.image_path)
-    label = io.read_canonical(case.label_path)
-    if image.array_dhw.shape != label.array_dhw.shape or not np.allclose(
-        image.spacing_dhw, label.spacing_dhw, rtol=1e-3
-    ):
-        raise ValueError(
-            f"{case.label_path}: label grid {label.array_dhw.shape} @ {label.spacing_dhw} mm "
-            f"differs from image {image.array_dhw.shape} @ {image.spacing_dhw} mm."
-        )
-    raw = np.asarray(label.array_dhw)
-    if not np.issubdtype(raw.dtype, np.integer):
-        if not np.array_equal(raw, np.round(raw)):
-            raise ValueError(f"{case.label_path}: label values are not integers.")
-        raw = raw.astype(np.int64)
-    values = np.unique(raw)
-    unknown = sorted(set(values.tolist()) - set(dataset.label_map))
-    if unknown:
-        raise ValueError(
-            f"{case.label_path}: label values {unknown} are not declared; "
-            f"known values: {sorted(dataset.label_map)}."
-        )
-    lut = np.zeros(int(values.max()) + 1, np.uint8)
-    for src, dst in dataset.label_map.items():
-        if 0 <= src < lut.size:
-            lut[src] = dst
-    return PreparedCase(
-        case.case_id,
-        transforms.auto_window(image.array_dhw, window_percentiles, case.image_path),
-        lut[raw],
-        image.spacing_dhw,
-        np.asarray(dataset.labeled_classes, bool),
+def case_source(
+    data: ml_collections.ConfigDict, dataset: Dataset, cases: Sequence[Case]
+) -> CaseSource:
+    """The cases of a split as the config prepares them (window, disk cache, coarse crops)."""
+    return CaseSource(
+        cases,
+        dataset,
+        data.window_percentiles,
+        prepared_cache_dir(data),
+        coarse_dir(data),
     )
 
 
-class CaseSource(grain.sources.RandomAccessDataSource):
-    """Random access to prepared cases; each process prepares a case once and keeps it."""
-
-    def __init__(self, cases: Sequence[Case], dataset: Dataset, window_percentiles):
-        self._cases = list(cases)
-        self._dataset = dataset
-        self._window = tuple(window_percentiles)
-        self._cache: dict[int, PreparedCase] = {}
-
-    def __len__(self) -> int:
-        return len(self._cases)
-
-    def __getitem__(self, index: int) -> PreparedCase:
-        if index not in self._cache:
-            self._cache[index] = prepare_case(self._cases[index], self._dataset, self._window)
-        return self._cache[index]
-
-    def __repr__(self) -> str:
-        return f"CaseSource({len(self._cases)} cases from {self._dataset.root})"
-
-
 class MakeSample(grain.transforms.RandomMap):
-    """Crop box, augmentation and resampling of one prepared case to the network's shape."""
+    """Crop box, augmentation and resampling of one prepared case to the network's shape.
+
+    With ``aug`` None (evaluation) the sample is the crop resized, nothing random.
+    """
 
     def __init__(self, data: ml_collections.ConfigDict, aug: ml_collections.ConfigDict | None):
         self.out_shape = tuple(data.input_shape)
@@ -105,32 +58,90 @@ class MakeSample(grain.transforms.RandomMap):
         self.margin = tuple(data.crop_margin_mm)
         self.aug = aug
 
-    def box(self, case: PreparedCase) -> transforms.Box:
+    def box(self, case: PreparedCase, rng: np.random.Generator | None = None) -> transforms.Box:
+        """The crop: the whole series, or the structures' box plus a (jittered) margin."""
         if self.crop == "image":
             return transforms.image_box(case.image_dhw.shape, case.spacing_dhw)
-        if self.crop == "label":
-            return transforms.label_box(
-                case.label_dhw, case.spacing_dhw, self.margin, self.out_shape
+        if self.crop not in ("label", "coarse"):
+            raise ValueError(
+                f"Unknown data.crop {self.crop!r}; choose 'image', 'label' or 'coarse'."
             )
-        raise ValueError(f"Unknown data.crop {self.crop!r}; choose 'image' or 'label'.")
+        margin = np.broadcast_to(np.asarray(self.margin, float), (2, 3))
+        if rng is not None and self.aug is not None:
+            # Each side on its own, so the structures do not always sit mid-crop as they
+            # would around a coarse prediction's imperfect box.
+            jitter = np.asarray(self.aug.crop_margin_jitter_mm, float)
+            margin = np.maximum(margin + rng.uniform(-1, 1, (2, 3)) * jitter, 0.0)
+        if self.crop == "coarse":
+            if case.coarse_dhw is None:
+                raise ValueError(f"{case.case_id}: no coarse prediction loaded for its crop.")
+            reference = case.coarse_dhw
+        else:
+            reference = case.label_dhw
+        return transforms.label_box(reference, case.spacing_dhw, margin, self.out_shape)
 
     def random_map(self, case: PreparedCase, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        rotate, translate = 0.0, (0.0, 0.0, 0.0)
-        if self.aug is not None:
-            if rng.random() < self.aug.rotate_prob:
-                rotate = math.radians(rng.uniform(-1, 1) * self.aug.rotate_max_deg)
-            if rng.random() < self.aug.translate_prob:
-                translate = rng.uniform(-1, 1, 3) * np.asarray(self.aug.translate_max_mm)
-        affine = transforms.sampling_affine(
-            self.box(case), self.out_shape, case.spacing_dhw, rotate, translate
-        )
+        box = self.box(case, rng)
+        geometry = draw_geometry(self.aug, rng) if self.aug is not None else {}
+        affine = transforms.sampling_affine(box, self.out_shape, case.spacing_dhw, **geometry)
         image = transforms.resample(case.image_dhw, affine, self.out_shape, is_label=False)
         label = transforms.resample(case.label_dhw, affine, self.out_shape, is_label=True)
+        if self.aug is not None:
+            image = augment_intensity(image, self.aug, rng)
+            if rng.random() < self.aug.flip_prob:
+                # Left-right: the slice axis, image and label together.
+                image, label = image[::-1], label[::-1]
         return {
-            "image_dhwc": image[..., None].astype(np.float32),
-            "label_dhw": label.astype(np.uint8),
+            "image_dhwc": np.ascontiguousarray(image[..., None], np.float32),
+            "label_dhw": np.ascontiguousarray(label, np.uint8),
             "labeled_c": case.labeled_c,
         }
+
+
+def _log_uniform(rng: np.random.Generator, low_high: Sequence[float]) -> float:
+    low, high = low_high
+    return math.exp(rng.uniform(math.log(low), math.log(high)))
+
+
+def draw_geometry(aug: ml_collections.ConfigDict, rng: np.random.Generator) -> dict:
+    """Random spatial augmentation: keyword arguments of ``transforms.sampling_affine``.
+
+    Draws happen in a fixed order whatever the probabilities, so a sample's draw depends only
+    on its generator.
+    """
+    geometry = {}
+    if rng.random() < aug.rotate_prob:
+        geometry["rotate_rad"] = math.radians(rng.uniform(-1, 1) * aug.rotate_max_deg)
+    if rng.random() < aug.rotate_oop_prob:
+        si, ap = rng.uniform(-1, 1, 2) * math.radians(aug.rotate_oop_max_deg)
+        geometry["rotate_si_rad"], geometry["rotate_ap_rad"] = float(si), float(ap)
+    if rng.random() < aug.translate_prob:
+        geometry["translate_mm"] = rng.uniform(-1, 1, 3) * np.asarray(aug.translate_max_mm)
+    if rng.random() < aug.scale_prob:
+        # The sampled region shrinks as the anatomy is enlarged.
+        geometry["scale"] = 1.0 / _log_uniform(rng, aug.scale_range)
+    return geometry
+
+
+def augment_intensity(
+    image_dhw: np.ndarray, aug: ml_collections.ConfigDict, rng: np.random.Generator
+) -> np.ndarray:
+    """Bias field, contrast and gamma, each with its probability; stays in [0, 1].
+
+    Runs on the host, in the pipeline's worker processes, on the resampled sample: it costs a
+    few milliseconds there (``benchmarks/pipeline.py``), far below a train step, so it does not
+    need the device.
+    """
+    image = image_dhw
+    if rng.random() < aug.bias_prob:
+        coefficients = rng.uniform(-1, 1, 6)
+        strength = rng.uniform(0, aug.bias_max)
+        image = np.clip(image * transforms.bias_field(image.shape, coefficients, strength), 0, 1)
+    if rng.random() < aug.contrast_prob:
+        image = transforms.adjust_contrast(image, rng.uniform(*aug.contrast_range))
+    if rng.random() < aug.gamma_prob:
+        image = transforms.adjust_gamma(image, _log_uniform(rng, aug.gamma_range))
+    return image.astype(np.float32, copy=False)
 
 
 class _HostShare(grain.MapDataset):
@@ -183,14 +194,21 @@ def train_iter_dataset(
         raise ValueError(
             f"Global batch {global_batch} does not split across {process_count} processes."
         )
-    source = CaseSource(cases, dataset, config.data.window_percentiles)
+    source = case_source(config.data, dataset, cases)
     ds = grain.MapDataset.source(source).seed(config.seed).shuffle().repeat()
     # Augment before sharing out, so a sample's random draw depends on its place in the
     # global stream only.
     ds = ds.random_map(MakeSample(config.data, config.aug))
     ds = _HostShare(ds, global_batch, process_index, process_count)
     ds = ds.batch(global_batch // process_count, drop_remainder=True)[start_step:]
-    it_ds = ds.to_iter_dataset()
+    # grain's default read-ahead (500 elements) would hold up to 500 batches in memory while a
+    # slow train step consumes them (8 GB at the fine stage's batch of 5); a few suffice.
+    it_ds = ds.to_iter_dataset(
+        grain.ReadOptions(
+            num_threads=config.data.read_threads,
+            prefetch_buffer_size=config.data.prefetch_batches,
+        )
+    )
     if config.data.worker_count > 0:
         it_ds = it_ds.mp_prefetch(
             grain.MultiprocessingOptions(num_workers=config.data.worker_count)
@@ -208,7 +226,7 @@ def eval_samples(
 ) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
     """(case id, un-augmented sample) for every case of a split, in order."""
     cases = dataset.split(split)
-    source = CaseSource(cases, dataset, config.data.window_percentiles)
+    source = case_source(config.data, dataset, cases)
     make = MakeSample(config.data, None)
     for i, case in enumerate(cases):
         yield case.case_id, make.random_map(source[i], np.random.default_rng(0))

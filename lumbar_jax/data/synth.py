@@ -5,10 +5,14 @@ time; this module adds the acquisition: thick slices with partial-volume averagi
 field, Rician noise, a per-scanner intensity scale and tilted direction cosines.
 
 Usage:
-  python -m lumbar_jax.data.synth --output DIR --cases 80 --seed 0
+  python -m lumbar_jax.data.synth --output DIR --cases 80 --seed 0 [--preview PREVIEW_DIR]
 
 writes the nnU-Net raw layout (``imagesTr/<case>_0000.nii.gz``, ``labelsTr/<case>.nii.gz``,
-``dataset.json`` with label names and a train/validation/test split).
+``dataset.json`` with label names and a train/validation/test split). ``--preview`` writes, per
+case, ``<case>_mid.png`` (the mid-sagittal slice) and ``<case>_para.png`` (a para-sagittal
+slice through the foramina), each without and with the label overlay, in physical aspect
+ratio (``--preview-dpi`` sets their size); with ``--preview`` alone the cases are drawn and
+previewed but not written.
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
-from lumbar_jax import LABEL_NAMES
+from lumbar_jax import LABEL_COLOURS, LABEL_NAMES
 from lumbar_jax.data import io
 from lumbar_jax.data.phantom import Phantom
 
@@ -84,6 +89,9 @@ def render_case(seed: int, matrix: int = 320) -> tuple[np.ndarray, np.ndarray, A
             image[d] += inten / len(offsets)
             if k == 1:
                 label[d] = lab
+    # The in-plane point spread of a finite k-space matrix: edges spread over about a pixel
+    # instead of the drawing's hard steps.
+    image = ndimage.gaussian_filter(image, sigma=(0.0, 0.4, 0.4))
     # Smooth multiplicative bias field, as from receive coils.
     yy = (y / fov - 0.5)[None]
     zz = (z / fov - 0.5)[None]
@@ -119,13 +127,33 @@ def split_case_ids(case_ids: list[str], seed: int) -> dict[str, list[str]]:
     }
 
 
+def _cases(num_cases: int, seed: int, matrix: int):
+    """(case id, image, label, acquisition) of each case of a phantom dataset, in order."""
+    seeds = np.random.SeedSequence(seed).generate_state(num_cases)
+    for i in range(num_cases):
+        yield (f"phantom_{i:03d}", *render_case(int(seeds[i]), matrix))
+
+
 def write_dataset(
-    output: str | Path, num_cases: int = 80, seed: int = 0, matrix: int = 320
+    output: str | Path,
+    num_cases: int = 80,
+    seed: int = 0,
+    matrix: int = 320,
+    preview_dir: str | Path | None = None,
+    preview_dpi: int = 100,
 ) -> Path:
     """Writes a phantom dataset in nnU-Net raw layout; returns its folder.
 
     The dataset is written to a temporary folder and renamed into place, so an interrupted
     run never leaves a folder that looks complete.
+
+    Args:
+      output: the dataset folder to create.
+      num_cases: number of series.
+      seed: dataset seed; each case's seed derives from it.
+      matrix: in-plane matrix of every series.
+      preview_dir: when given, PNG previews of each case go there (``write_previews``).
+      preview_dpi: their resolution (100: about 350 pixels per panel).
     """
     output = Path(output)
     if (output / "dataset.json").is_file():
@@ -136,10 +164,7 @@ def write_dataset(
     (tmp / "imagesTr").mkdir(parents=True)
     (tmp / "labelsTr").mkdir(parents=True)
     case_ids = []
-    seeds = np.random.SeedSequence(seed).generate_state(num_cases)
-    for i in range(num_cases):
-        case_id = f"phantom_{i:03d}"
-        image, label, acq = render_case(int(seeds[i]), matrix)
+    for case_id, image, label, acq in _cases(num_cases, seed, matrix):
         spacing = (acq.slice_spacing, acq.pixel, acq.pixel)
         rotation = _tilt(acq.tilt_deg)
         origin = (-60.0, -100.0, 120.0)
@@ -151,6 +176,8 @@ def write_dataset(
             io.canonical_image(label, spacing, origin, rotation),
             tmp / "labelsTr" / f"{case_id}.nii.gz",
         )
+        if preview_dir is not None:
+            write_previews(image, label, spacing, preview_dir, case_id, preview_dpi)
         case_ids.append(case_id)
     dataset = {
         "name": "lumbar_jax_phantom",
@@ -172,17 +199,120 @@ def write_dataset(
     return output
 
 
+def preview_slices(label_dhw: np.ndarray) -> dict[str, int]:
+    """The slices a person looks at first: mid-sagittal and para-sagittal through a foramen.
+
+    Mid-sagittal is the slice with the most spinal canal; para-sagittal the one with the most
+    foramen (the structures tell, whatever the slice count and the centring).
+    """
+    counts = np.stack([(label_dhw == k).sum(axis=(1, 2)) for k in range(len(LABEL_NAMES))])
+    canal, foramen = LABEL_NAMES.index("spinal_canal"), LABEL_NAMES.index("intervertebral_foramen")
+    return {"mid": int(counts[canal].argmax()), "para": int(counts[foramen].argmax())}
+
+
+def write_previews(
+    image_dhw: np.ndarray,
+    label_dhw: np.ndarray,
+    spacing_dhw: tuple[float, float, float],
+    out_dir: str | Path,
+    case_id: str,
+    dpi: int = 100,
+) -> list[Path]:
+    """PNG previews of one case: ``<case>_mid.png`` and ``<case>_para.png``.
+
+    Each shows the slice as acquired (left) and with the label overlay (right), superior up and
+    anterior to the left as on a scanner console, in physical proportions (pixels drawn at
+    their size in mm). The grey scale is the pipeline's automatic window.
+
+    Returns:
+      The files written.
+    """
+    # Matplotlib's object interface with the Agg canvas: no pyplot, no display, no global
+    # state, safe in worker processes.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import ListedColormap
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    from lumbar_jax.data.transforms import auto_window
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    image = auto_window(image_dhw)
+    _, h, w = image.shape
+    extent = (0.0, w * spacing_dhw[2], h * spacing_dhw[1], 0.0)
+    colours = ListedColormap(LABEL_COLOURS)
+    written = []
+    for name, d in preview_slices(label_dhw).items():
+        height_in = h * spacing_dhw[1] / (w * spacing_dhw[2]) * 3.4
+        fig = Figure(figsize=(7.0, height_in + 0.5), dpi=dpi)
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(1, 2)
+        for ax, overlay in zip(axes, (False, True), strict=True):
+            ax.imshow(image[d], cmap="gray", vmin=0, vmax=1, extent=extent, interpolation="none")
+            if overlay:
+                ax.imshow(
+                    label_dhw[d],
+                    cmap=colours,
+                    vmin=0,
+                    vmax=len(LABEL_COLOURS) - 1,
+                    alpha=0.45,
+                    extent=extent,
+                    interpolation="none",
+                )
+            ax.set_axis_off()
+        what = "mid-sagittal" if name == "mid" else "para-sagittal (foramina)"
+        fig.suptitle(f"{case_id}, slice {d + 1}/{image.shape[0]}, {what}", fontsize=9)
+        fig.legend(
+            handles=[
+                Patch(color=c, label=n.replace("_", " "))
+                for c, n in zip(LABEL_COLOURS[1:], LABEL_NAMES[1:], strict=True)
+            ],
+            loc="lower center",
+            ncol=5,
+            fontsize=6,
+            frameon=False,
+        )
+        fig.subplots_adjust(left=0.01, right=0.99, top=0.93, bottom=0.07, wspace=0.03)
+        path = out_dir / f"{case_id}_{name}.png"
+        fig.savefig(path, dpi=dpi)
+        written.append(path)
+    return written
+
+
+def write_previews_only(
+    preview_dir: str | Path, num_cases: int, seed: int = 0, matrix: int = 320, dpi: int = 100
+) -> list[Path]:
+    """Draws the cases of a phantom dataset and writes only their previews."""
+    written = []
+    for case_id, image, label, acq in _cases(num_cases, seed, matrix):
+        spacing = (acq.slice_spacing, acq.pixel, acq.pixel)
+        written += write_previews(image, label, spacing, preview_dir, case_id, dpi)
+    return written
+
+
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output", required=True, help="folder to create")
+    parser.add_argument("--output", help="dataset folder to create")
+    parser.add_argument("--preview", help="folder for PNG previews of each case")
+    parser.add_argument("--preview-dpi", type=int, default=100, help="preview resolution")
     parser.add_argument("--cases", type=int, default=80)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--matrix", type=int, default=320, help="in-plane matrix")
     args = parser.parse_args(argv)
-    path = write_dataset(args.output, args.cases, args.seed, args.matrix)
-    print(f"Wrote {args.cases} phantom cases to {path}")
+    if not args.output and not args.preview:
+        parser.error("give --output, --preview or both.")
+    if args.output:
+        path = write_dataset(
+            args.output, args.cases, args.seed, args.matrix, args.preview, args.preview_dpi
+        )
+        print(f"Wrote {args.cases} phantom cases to {path}")
+    else:
+        write_previews_only(args.preview, args.cases, args.seed, args.matrix, args.preview_dpi)
+    if args.preview:
+        print(f"Wrote previews of {args.cases} cases to {args.preview}")
 
 
 if __name__ == "__main__":

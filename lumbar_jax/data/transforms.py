@@ -1,9 +1,10 @@
-"""Per-case preprocessing on the host: windowing, crop boxes and one-step affine resampling.
+"""Per-case preprocessing on the host: windowing, crop boxes, resampling, intensity changes.
 
-Cropping, resizing to the network's shape and the spatial augmentations (rotation,
-translation, scaling) are composed into one affine map from output voxels to source voxels, so
-each sample is interpolated once, straight from the source volume.
-"""
+Cropping, resizing to the network's shape and the spatial augmentations (rotation in the
+sagittal plane, small out-of-plane tilts, translation, scaling) are composed into one affine map
+from output voxels to source voxels, so each sample is interpolated once, straight from the
+source volume. The intensity augmentations (bias field, contrast, gamma) act on the resampled
+sample, which is smaller than the source."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ Box = tuple[np.ndarray, np.ndarray]  # (low, high) corners in mm, voxel centres 
 def auto_window(
     image_dhw: np.ndarray, percentiles: Sequence[float] = (0.5, 99.5), source: str | Path = ""
 ) -> np.ndarray:
-    """Automatic window level/width: maps the percentile range to [0, 1] and clips.
+    """Automatic window level/width: maps the percentile range to [0, 1] (float32) and clips.
 
     Raises:
       ValueError: for non-finite or constant images (naming ``source``).
@@ -33,7 +34,10 @@ def auto_window(
         lo, hi = float(image.min()), float(image.max())
         if hi <= lo:
             raise ValueError(f"{source}: image is constant ({lo}); nothing to segment.")
-    return np.clip((image - lo) / (hi - lo), 0.0, 1.0)
+    # float32 bounds: numpy's float64 percentiles would promote the whole volume to float64,
+    # doubling memory, cache size and resampling time.
+    lo, hi = np.float32(lo), np.float32(hi)
+    return np.clip((image - lo) / (hi - lo), np.float32(0), np.float32(1))
 
 
 def image_box(shape_dhw: Sequence[int], spacing_dhw: Sequence[float]) -> Box:
@@ -53,7 +57,8 @@ def label_box(
     Args:
       label_dhw: the label map (or a predicted one).
       spacing_dhw: voxel size in mm.
-      margin_mm: margin added on each side, per axis.
+      margin_mm: margin added on each side, per axis (3,); or (2, 3): the low and the high
+        side's margins apart.
       out_shape_dhw: when given, the in-plane (h, w) box is widened to the aspect ratio of
         the output, so that the crop keeps square in-plane voxels.
     """
@@ -61,8 +66,9 @@ def label_box(
     where = np.nonzero(label_dhw)
     if where[0].size == 0:
         return image_box(label_dhw.shape, spacing)
-    lo = np.array([w.min() for w in where]) * spacing - 0.5 * spacing - np.asarray(margin_mm)
-    hi = np.array([w.max() for w in where]) * spacing + 0.5 * spacing + np.asarray(margin_mm)
+    margin_low, margin_high = np.broadcast_to(np.asarray(margin_mm, float), (2, 3))
+    lo = np.array([w.min() for w in where]) * spacing - 0.5 * spacing - margin_low
+    hi = np.array([w.max() for w in where]) * spacing + 0.5 * spacing + margin_high
     if out_shape_dhw is not None:
         size = hi - lo
         target = out_shape_dhw[1] / out_shape_dhw[2]  # h / w
@@ -75,6 +81,25 @@ def label_box(
     return lo, hi
 
 
+def rotation_dhw(
+    sagittal_rad: float = 0.0, about_si_rad: float = 0.0, about_ap_rad: float = 0.0
+) -> np.ndarray:
+    """Rotation matrix acting on (d, h, w) millimetre vectors.
+
+    Args:
+      sagittal_rad: in the sagittal (h, w) plane, i.e. about the left-right axis.
+      about_si_rad: about the superior-inferior axis (tilts slices in the d-w plane).
+      about_ap_rad: about the anterior-posterior axis (tilts slices in the d-h plane).
+    """
+    c, s = math.cos(sagittal_rad), math.sin(sagittal_rad)
+    sagittal = np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
+    c, s = math.cos(about_si_rad), math.sin(about_si_rad)
+    about_si = np.array([[c, 0.0, -s], [0.0, 1.0, 0.0], [s, 0.0, c]])
+    c, s = math.cos(about_ap_rad), math.sin(about_ap_rad)
+    about_ap = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    return sagittal @ about_si @ about_ap
+
+
 def sampling_affine(
     box: Box,
     out_shape_dhw: Sequence[int],
@@ -82,16 +107,30 @@ def sampling_affine(
     rotate_rad: float = 0.0,
     translate_mm: Sequence[float] = (0.0, 0.0, 0.0),
     scale: float = 1.0,
+    rotate_si_rad: float = 0.0,
+    rotate_ap_rad: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(matrix, offset) mapping an output voxel index to a source voxel index.
 
-    The output grid spans ``box``; it is rotated in the sagittal (h, w) plane about the box
-    centre, scaled and translated (all in mm, so anisotropic voxels rotate correctly).
+    The output grid spans ``box``; it is rotated about the box centre (``rotate_rad`` in the
+    sagittal (h, w) plane, the small out-of-plane angles about the superior-inferior and
+    anterior-posterior axes), scaled and translated. All of it happens in mm, so anisotropic
+    voxels rotate correctly, and it is one affine map, so a sample is interpolated once.
+
+    Args:
+      box: (low, high) corners in source mm.
+      out_shape_dhw: the output grid's shape.
+      src_spacing_dhw: the source volume's voxel size in mm.
+      rotate_rad: rotation in the sagittal plane.
+      translate_mm: shift of the grid's centre, in mm.
+      scale: size of the sampled region relative to ``box``; above 1 zooms out (the anatomy
+        looks smaller), below 1 zooms in.
+      rotate_si_rad: rotation about the superior-inferior axis.
+      rotate_ap_rad: rotation about the anterior-posterior axis.
     """
     lo, hi = (np.asarray(b, float) for b in box)
     out_spacing = (hi - lo) / np.asarray(out_shape_dhw, float)
-    c, s = math.cos(rotate_rad), math.sin(rotate_rad)
-    rotation = np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]]) * scale
+    rotation = rotation_dhw(rotate_rad, rotate_si_rad, rotate_ap_rad) * scale
     to_src = np.diag(1.0 / np.asarray(src_spacing_dhw, float))
     matrix = to_src @ rotation @ np.diag(out_spacing)
     centre = (lo + hi) / 2 + np.asarray(translate_mm, float)
@@ -117,3 +156,39 @@ def resample(
         cval=0,
         prefilter=False,
     )
+
+
+def bias_field(shape_dhw: Sequence[int], coefficients: Sequence[float], strength: float):
+    """A smooth multiplicative field, ``exp`` of a low-order polynomial over the volume.
+
+    Receive-coil shading varies slowly over the field of view; a quadratic in-plane and a
+    linear left-right term cover it, evaluated by broadcasting (no full-size temporaries
+    beyond the result).
+
+    Args:
+      shape_dhw: the volume's shape.
+      coefficients: six polynomial weights (d, h, w, h*w, h^2, w^2), any scale.
+      strength: the largest |log field|; the polynomial is normalised to it.
+
+    Returns:
+      float32 array of ``shape_dhw``, 1 where the field is neutral.
+    """
+    d, h, w = (np.linspace(-1.0, 1.0, n, dtype=np.float32) for n in shape_dhw)
+    d, h, w = d[:, None, None], h[None, :, None], w[None, None, :]
+    c = np.asarray(coefficients, np.float32)
+    log_field = c[0] * d + c[1] * h + c[2] * w + c[3] * h * w + c[4] * h * h + c[5] * w * w
+    peak = float(np.abs(log_field).max())
+    if peak == 0.0:
+        return np.ones(tuple(shape_dhw), np.float32)
+    return np.exp(log_field * np.float32(strength / peak))
+
+
+def adjust_contrast(image: np.ndarray, factor: float) -> np.ndarray:
+    """Stretches intensities about their mean by ``factor``, clipped to [0, 1] (nnU-Net)."""
+    mean = image.mean()
+    return np.clip((image - mean) * np.float32(factor) + mean, 0.0, 1.0)
+
+
+def adjust_gamma(image: np.ndarray, gamma: float) -> np.ndarray:
+    """``image ** gamma`` on [0, 1] intensities: bends the mid-tones, keeps 0 and 1."""
+    return np.power(np.clip(image, 0.0, 1.0), np.float32(gamma))

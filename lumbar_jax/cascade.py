@@ -1,0 +1,165 @@
+"""Coarse-to-fine inference on one series, in numpy: any backend supplies the networks.
+
+The coarse stage sees the whole series at its input shape; a box around what it finds (plus
+the fine stage's margin) is resampled to the fine stage's shape; the fine stage's class
+probabilities are resampled back onto the series' own grid, where the argmax is taken. This
+module imports no JAX, so the ONNX backend runs it with onnxruntime and numpy alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from lumbar_jax.data import transforms
+
+# (b, d, h, w, 1) windowed float32 images -> (b, d, h, w, classes) probabilities.
+ProbabilityFn = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class StageModel:
+    """What the cascade needs of one stage.
+
+    Attributes:
+      input_shape_dhw: the network's input shape.
+      crop_margin_mm: margin around the coarse result (used by the fine stage).
+      window_percentiles: automatic window of the stage's training data.
+      probabilities: the network, as a probability map of a batch of windowed images.
+    """
+
+    input_shape_dhw: tuple[int, int, int]
+    crop_margin_mm: tuple[float, float, float]
+    window_percentiles: tuple[float, float]
+    probabilities: ProbabilityFn
+
+
+@dataclasses.dataclass
+class CascadeResult:
+    """Labels of one series in canonical layout, and how they were found.
+
+    Attributes:
+      labels_dhw: the cascade's label map (uint8) on the series' canonical grid.
+      coarse_labels_dhw: the coarse stage's label map on the same grid.
+      fine_box_mm: (low, high) corners of the fine stage's crop, canonical mm.
+      seconds: wall time per part ("coarse", "fine", "total").
+    """
+
+    labels_dhw: np.ndarray
+    coarse_labels_dhw: np.ndarray
+    fine_box_mm: transforms.Box
+    seconds: dict[str, float]
+
+
+def _stage_probabilities(
+    stage: StageModel,
+    image_dhw: np.ndarray,
+    spacing_dhw: Sequence[float],
+    box: transforms.Box,
+    flip_lr: bool,
+) -> np.ndarray:
+    """A stage's probabilities (classes, d, h, w) on the canonical grid of ``image_dhw``.
+
+    Voxels outside the box are background with probability one.
+    """
+    shape = stage.input_shape_dhw
+    matrix, offset = transforms.sampling_affine(box, shape, spacing_dhw)
+    net_in = transforms.resample(image_dhw, (matrix, offset), shape, is_label=False)
+    batch = net_in[None, ..., None].astype(np.float32)
+    if flip_lr:
+        # Slices run right to left: flipping them mirrors the patient, whose labels do not
+        # change under left-right mirroring.
+        probs = stage.probabilities(np.concatenate([batch, batch[:, ::-1]]))
+        probs_dhwc = 0.5 * (probs[0] + probs[1, ::-1])
+    else:
+        probs_dhwc = stage.probabilities(batch)[0]
+
+    # Back to the canonical grid, only over the voxels the box covers.
+    spacing = np.asarray(spacing_dhw, float)
+    lo = np.clip(np.floor(np.asarray(box[0]) / spacing).astype(int), 0, None)
+    hi = np.minimum(np.ceil(np.asarray(box[1]) / spacing).astype(int) + 1, image_dhw.shape)
+    inverse = np.linalg.inv(matrix)
+    sub_offset = inverse @ (lo - offset)  # canonical index lo + i -> network index
+    num_classes = probs_dhwc.shape[-1]
+    out = np.zeros((num_classes, *image_dhw.shape), np.float32)
+    out[0] = 1.0
+    region = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    for c in range(num_classes):
+        out[(c, *region)] = ndimage.affine_transform(
+            probs_dhwc[..., c],
+            inverse,
+            offset=sub_offset,
+            output_shape=tuple(hi - lo),
+            order=1,
+            mode="constant",
+            cval=1.0 if c == 0 else 0.0,
+            prefilter=False,
+        )
+    return out
+
+
+def coarse_labels(
+    coarse: StageModel,
+    image_dhw: np.ndarray,
+    spacing_dhw: Sequence[float],
+    *,
+    flip_lr: bool = False,
+    source: str = "",
+) -> np.ndarray:
+    """The coarse stage alone: its label map (uint8) on the series' canonical grid."""
+    windowed = transforms.auto_window(image_dhw, coarse.window_percentiles, source)
+    box = transforms.image_box(image_dhw.shape, spacing_dhw)
+    probs = _stage_probabilities(coarse, windowed, spacing_dhw, box, flip_lr)
+    return np.argmax(probs, axis=0).astype(np.uint8)
+
+
+def predict(
+    coarse: StageModel,
+    fine: StageModel,
+    image_dhw: np.ndarray,
+    spacing_dhw: Sequence[float],
+    *,
+    flip_lr: bool = False,
+    source: str = "",
+) -> CascadeResult:
+    """Runs the cascade on one canonical-layout series.
+
+    Args:
+      coarse: the coarse stage (whole series).
+      fine: the fine stage (crop around the coarse result).
+      image_dhw: raw intensities in canonical layout.
+      spacing_dhw: voxel size in mm.
+      flip_lr: also predict the left-right mirrored series and average (test-time
+        augmentation; twice the network time).
+      source: the file, for error messages.
+
+    Raises:
+      ValueError: naming ``source``, for NaN/Inf or constant images.
+    """
+    start = time.perf_counter()
+    coarse_labels_dhw = coarse_labels(
+        coarse, image_dhw, spacing_dhw, flip_lr=flip_lr, source=source
+    )
+    after_coarse = time.perf_counter()
+
+    fine_box = transforms.label_box(
+        coarse_labels_dhw, spacing_dhw, fine.crop_margin_mm, fine.input_shape_dhw
+    )
+    windowed = transforms.auto_window(image_dhw, fine.window_percentiles, source)
+    fine_probs = _stage_probabilities(fine, windowed, spacing_dhw, fine_box, flip_lr)
+    labels = np.argmax(fine_probs, axis=0).astype(np.uint8)
+    end = time.perf_counter()
+    return CascadeResult(
+        labels,
+        coarse_labels_dhw,
+        fine_box,
+        {
+            "coarse": after_coarse - start,
+            "fine": end - after_coarse,
+            "total": end - start,
+        },
+    )

@@ -1,0 +1,150 @@
+"""The benchmark suite runs on tiny shapes and writes well-formed results (no timing asserted).
+
+Compiling a train step on XLA:CPU takes seconds even for a tiny model, so the suite runs once
+(module fixture) on a one-level U-Net, with scaling over two simulated devices in mesh mode
+only; the inference benchmark has its own test (test_benchmarks_inference.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from benchmarks import hardware, layers, run
+from lumbar_jax import config as config_lib
+from lumbar_jax.model.conv import CONV_IMPLS, resolve_conv_impl
+
+TINY = {
+    "model.pool_factors": "((1, 2, 2),)",
+    "model.base_filters": "2",
+    "data.input_shape": "(2, 8, 8)",
+}
+TINY_SUITE = {
+    "overrides": TINY,
+    "train_step": [("fine:tiny", 2, "float32")],
+    "steps": 1,
+    "torch_steps": 1,
+    "scaling": {
+        "config": "fine:tiny",
+        "devices": 2,
+        "per_device": 1,
+        "global_batch": 0,
+        "modes": ["mesh"],
+    },
+    "roofline": {"config": "fine:tiny", "batch": 1, "dtypes": ["float32"]},
+    "pipeline": {"config": "fine:tiny", "cases": 4, "samples": 2, "workers": [0]},
+    "layers": None,
+    "inference_series": 1,
+}
+
+
+@pytest.fixture(scope="module")
+def suite_result(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    result = run.run_suite("tiny", out, skip=["inference"], suite=TINY_SUITE)
+    return out, result
+
+
+def test_suite_writes_json_markdown_and_plots(suite_result):
+    out, _ = suite_result
+    saved = json.loads((out / "results.json").read_text())
+    meta = saved["meta"]
+    for key in ("date", "backend", "device", "versions", "load_avg_1m"):
+        assert key in meta
+    assert set(meta["load_avg_1m"]) == {"start", "end"}
+    (step,) = saved["train_step"]
+    assert step["step_s_median"] > 0 and step["flops_per_step"] > 0
+    assert step["samples_per_s"] == pytest.approx(2 / step["step_s_median"])
+    if jax.default_backend() == "cpu":
+        assert 0 < step["utilization"] < 1
+    assert [r["devices"] for r in saved["scaling"]["rows"]] == [1, 2]
+    assert saved["scaling"]["rows"][0]["efficiency"] == 1.0
+    assert {r["gpu"] for r in saved["roofline"]} == {"A100 SXM 80GB", "H100 SXM"}
+    assert saved["pipeline"]["rows"][0]["samples_per_s"] > 0
+    text = (out / "results.md").read_text()
+    for heading in ("### Train step", "### Scaling", "### Roofline", "### Input pipeline"):
+        assert heading in text
+    for png in ("throughput.png", "scaling.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    assert saved["plots"] == ["throughput.png", "scaling.png"]
+
+
+def test_suite_compares_with_pytorch_when_installed(suite_result):
+    pytest.importorskip("torch")
+    (step,) = suite_result[1]["train_step"]
+    assert step["params_match"] and step["output_shape_match"]
+    assert step["jax_over_torch_time"] > 0
+
+
+def test_roofline_arithmetic():
+    (a100, h100) = hardware.roofline(1e12, 1e9, 4e6, "bfloat16", gpus=8)
+    assert h100["compute_s"] == pytest.approx(1e12 / 989.4e12)
+    assert h100["bound"] == "compute" and 0 < h100["utilization"] <= 1
+    # Ring all-reduce: 2 * 7/8 * 4 MB over 450 GB/s.
+    assert h100["allreduce_s"] == pytest.approx(2 * 7 / 8 * 4e6 / 450e9)
+    assert a100["step_s"] > h100["step_s"]
+
+
+def test_layer_list_follows_the_unet():
+    config = config_lib.load_config("fine:cpu")
+    names = [layer["name"] for layer in layers.conv_layers(config)]
+    assert len(names) == 2 * (2 * len(config.model.pool_factors) + 1)
+    first, dec0 = layers.conv_layers(config)[0], layers.conv_layers(config)[-2]
+    assert (first["cin"], first["cout"], first["dhw"]) == (1, 8, (16, 128, 48))
+    assert (dec0["name"], dec0["cin"], dec0["cout"]) == ("dec0.block0", 16, 8)
+    bottleneck = next(x for x in layers.conv_layers(config) if x["name"] == "bottleneck.block0")
+    assert bottleneck["dhw"] == (2, 8, 3) and bottleneck["cout"] == 128
+
+
+def test_layer_timing_and_table():
+    config = config_lib.load_config("fine:tiny", TINY)
+    layer = {"name": "enc0.block1", "dhw": (2, 8, 8), "cin": 2, "cout": 2}
+    rows = []
+    for impl in CONV_IMPLS[1:]:
+        assert layers.time_jax_block(layer, 1, config, impl, "float32", 1) > 0
+    row = {"layer": "x", "shape_bdhwc_in": [1, 2, 8, 8, 2], "cout": 2}
+    row.update({"jax_stack2d_float32_s": 0.002, "torch_float32_s": 0.001})
+    rows.append(row)
+    table = layers.markdown(rows, ["stack2d"], ["float32"])
+    assert "| 2.00 |" in table and table.count("\n") == 4
+
+
+def test_pytorch_reference_matches_jax_model():
+    pytest.importorskip("torch")
+    from benchmarks import torch_unet
+
+    for name in ("fine", "coarse:cpu"):
+        config = config_lib.load_config(name)
+        num_torch = torch_unet.num_params(torch_unet.model_from_config(config))
+        assert num_torch == run.jax_param_count(config)
+    config = config_lib.load_config("fine:tiny")
+    shape = torch_unet.output_shape(config, batch_size=2)
+    assert shape == (2, *config.data.input_shape, config.data.num_classes)
+
+
+def test_pytorch_loss_matches_jax_loss():
+    torch = pytest.importorskip("torch")
+    from benchmarks import torch_unet
+    from lumbar_jax import losses
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(2, 3, 4, 5, 6)).astype(np.float32)
+    label = rng.integers(0, 6, (2, 3, 4, 5))
+    expected, _ = losses.segmentation_loss(
+        jnp.asarray(logits), jnp.asarray(label), jnp.ones((2, 6), bool)
+    )
+    got = torch_unet.segmentation_loss(
+        torch.from_numpy(logits).permute(0, 4, 1, 2, 3), torch.from_numpy(label)
+    )
+    assert math.isclose(float(got), float(expected), rel_tol=1e-5)
+
+
+def test_cpu_peak_is_measured():
+    peak = hardware.measure_cpu_matmul_peak("float32", n=128, repeats=2)
+    assert peak["flops_per_s"] > 0
+    assert resolve_conv_impl("auto") in CONV_IMPLS
