@@ -59,7 +59,7 @@ def evaluate(
         if case.label_path is None:
             raise ValueError(f"{case.image_path}: case {case.case_id} has no label to compare.")
         volume = io.read_canonical(case.image_path)
-        reference = prepared.prepare_case(case, dataset)  # label mapped, geometry checked
+        reference = prepared.read_label(case, dataset, volume)  # mapped, geometry checked
         result = cascade.predict(
             coarse,
             fine,
@@ -69,7 +69,7 @@ def evaluate(
             source=str(case.image_path),
         )
         seconds.append(result.seconds["total"])
-        ref, labeled = reference.label_dhw, reference.labeled_c
+        ref, labeled = reference, np.asarray(dataset.labeled_classes, bool)
         for stage, pred in (("coarse", result.coarse_labels_dhw), ("cascade", result.labels_dhw)):
             rows["dice"][stage].append(metrics.dice_per_class(pred, ref, num_classes, labeled))
             hd95, assd = surface.per_class(pred, ref, volume.spacing_dhw, num_classes, labeled)

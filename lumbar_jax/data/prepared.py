@@ -40,16 +40,13 @@ class PreparedCase:
     coarse_dhw: np.ndarray | None = None
 
 
-def prepare_case(
-    case: Case, dataset: Dataset, window_percentiles: Sequence[float] = (0.5, 99.5)
-) -> PreparedCase:
-    """Reads one case and brings it to the canonical, windowed, label-mapped form.
+def read_label(case: Case, dataset: Dataset, image: io.Volume) -> np.ndarray:
+    """A case's label map on its image's canonical grid, mapped to our values (uint8).
 
     Raises:
       ValueError: naming the file, for geometry mismatches or label values the dataset does
         not declare.
     """
-    image = io.read_canonical(case.image_path)
     label = io.read_canonical(case.label_path)
     if image.array_dhw.shape != label.array_dhw.shape or not np.allclose(
         image.spacing_dhw, label.spacing_dhw, rtol=1e-3
@@ -74,10 +71,23 @@ def prepare_case(
     for src, dst in dataset.label_map.items():
         if 0 <= src < lut.size:
             lut[src] = dst
+    return lut[raw]
+
+
+def prepare_case(
+    case: Case, dataset: Dataset, window_percentiles: Sequence[float] = (0.5, 99.5)
+) -> PreparedCase:
+    """Reads one case and brings it to the canonical, windowed, label-mapped form.
+
+    Raises:
+      ValueError: naming the file, for geometry mismatches or label values the dataset does
+        not declare.
+    """
+    image = io.read_canonical(case.image_path)
     return PreparedCase(
         case.case_id,
         transforms.auto_window(image.array_dhw, window_percentiles, case.image_path),
-        lut[raw],
+        read_label(case, dataset, image),
         image.spacing_dhw,
         np.asarray(dataset.labeled_classes, bool),
     )
