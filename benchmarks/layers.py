@@ -78,13 +78,20 @@ def time_jax_block(layer: dict, batch: int, config, impl: str, dtype: str, repea
         layer["cout"], config.model.norm, config.model.num_groups, impl, jnp.dtype(dtype)
     )
     x = jax.random.normal(jax.random.key(0), (batch, *layer["dhw"], layer["cin"]), dtype)
-    params = module.init(jax.random.key(1), x)
+    # A decoder's first block takes the skip connection and the up-convolution's output as
+    # two inputs, as in the model (Conv3D convolves them without concatenating).
+    parts = (
+        jnp.split(x, 2, axis=-1)
+        if layer["name"].startswith("dec") and layer["name"].endswith("block0")
+        else [x]
+    )
+    params = module.init(jax.random.key(1), *parts)
 
-    def loss(params, x):
-        return jnp.sum(jnp.square(module.apply(params, x).astype(jnp.float32)))
+    def loss(params, parts):
+        return jnp.sum(jnp.square(module.apply(params, *parts).astype(jnp.float32)))
 
     grad = jax.jit(jax.grad(loss, argnums=(0, 1)))
-    return _median_s(lambda: jax.block_until_ready(grad(params, x)), repeats)
+    return _median_s(lambda: jax.block_until_ready(grad(params, parts)), repeats)
 
 
 def time_torch_block(layer: dict, batch: int, config, dtype: str, repeats: int) -> float:
@@ -107,7 +114,11 @@ def time_torch_block(layer: dict, batch: int, config, dtype: str, repeats: int) 
 def time_layers(
     config, batch: int, impls: list[str], dtypes: list[str], repeats: int, torch_ok: bool
 ) -> list[dict]:
-    """One row per conv block with the JAX time per impl and dtype and the PyTorch times."""
+    """One row per conv block with the JAX time per impl and dtype and the PyTorch times.
+
+    All JAX blocks are timed before the PyTorch ones, whose OpenMP threads keep spinning for
+    a while after each call.
+    """
     rows = []
     for layer in conv_layers(config):
         voxels = batch * math.prod(layer["dhw"])
@@ -123,10 +134,13 @@ def time_layers(
                 row[f"jax_{impl}_{dtype}_s"] = time_jax_block(
                     layer, batch, config, impl, dtype, repeats
                 )
-            if torch_ok:
-                row[f"torch_{dtype}_s"] = time_torch_block(layer, batch, config, dtype, repeats)
         rows.append(row)
         print(json.dumps(row), flush=True)
+    if torch_ok:
+        for layer, row in zip(conv_layers(config), rows, strict=True):
+            for dtype in dtypes:
+                row[f"torch_{dtype}_s"] = time_torch_block(layer, batch, config, dtype, repeats)
+            print(json.dumps(row), flush=True)
     return rows
 
 

@@ -4,8 +4,8 @@
 
 Compiles (does not run) the train step of ``coarse`` and ``fine`` at the given batch in
 float32 and bfloat16, with and without rematerialization, and reports XLA's buffer sizes. The
-estimate is for the backend it compiles on; ``--conv_impl=xla`` (the default here) compiles
-the convolution a GPU would run.
+estimate is for the backend it compiles on; ``--conv_impl=xla --layer_impl=flax`` (the
+defaults here) compile the convolutions and layers a GPU would run.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ def define_flags() -> None:
     """
     flags.DEFINE_integer("batch", 5, "Batch size (the paper's is 5).")
     flags.DEFINE_string("conv_impl", "xla", "Convolution implementation to compile.")
+    flags.DEFINE_string("layer_impl", "flax", "Pooling/up-convolution implementation.")
     flags.DEFINE_string("output", "benchmarks/results", "Folder for memory.json/.md.")
 
 
@@ -76,6 +77,7 @@ def main(argv: list[str]) -> None:
                         "model.dtype": dtype,
                         "model.remat": str(remat),
                         "model.conv_impl": FLAGS.conv_impl,
+                        "model.layer_impl": FLAGS.layer_impl,
                     },
                 )
                 row = {"stage": stage, "dtype": dtype, "remat": remat, "batch": FLAGS.batch}

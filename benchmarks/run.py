@@ -33,10 +33,10 @@ import optax
 from absl import app, flags
 
 from benchmarks import hardware, layers
-from benchmarks.common import random_batch, time_steps
+from benchmarks.common import random_batch
 from lumbar_jax import __version__, trainer
 from lumbar_jax import config as config_lib
-from lumbar_jax.model.conv import resolve_conv_impl
+from lumbar_jax.model.conv import resolve_conv_impl, resolve_layer_impl
 
 FLAGS = flags.FLAGS
 PARTS = ("train_step", "scaling", "roofline", "pipeline", "inference", "layers")
@@ -52,6 +52,7 @@ SUITES = {
         ],
         "steps": 3,
         "torch_steps": 3,
+        "rounds": 3,
         "scaling": {"config": "fine:tiny", "devices": 2, "per_device": 1, "global_batch": 2},
         "roofline": {"config": "fine", "batch": 5, "dtypes": ["float32", "bfloat16"]},
         "pipeline": {"config": "fine:cpu", "cases": 4, "samples": 8, "workers": [0, 1]},
@@ -68,6 +69,7 @@ SUITES = {
         + [("fine:cpu", 2, "float32"), ("fine:cpu", 2, "bfloat16")],
         "steps": 3,
         "torch_steps": 3,
+        "rounds": 1,
         "scaling": {"config": "fine:cpu", "devices": 4, "per_device": 1, "global_batch": 4},
         "roofline": {"config": "fine", "batch": 5, "dtypes": ["float32", "bfloat16"]},
         "pipeline": {"config": "fine", "cases": 12, "samples": 48, "workers": [0, 1, 2]},
@@ -85,6 +87,13 @@ def define_flags() -> None:
     flags.DEFINE_string("coarse", "", "Trained coarse run for the inference benchmark.")
     flags.DEFINE_string("fine", "", "Trained fine run for the inference benchmark.")
     flags.DEFINE_bool("torch", True, "Time the PyTorch reference (if torch is installed).")
+    flags.DEFINE_list(
+        "cases",
+        [],
+        "Train-step cases CONFIG/BATCH/DTYPE instead of the suite's, e.g. fine/1/float32.",
+    )
+    flags.DEFINE_integer("steps", 0, "Timed train steps per case and round (0: the suite's).")
+    flags.DEFINE_integer("rounds", 0, "Alternating JAX/PyTorch timing rounds (0: the suite's).")
 
 
 def metadata() -> dict:
@@ -149,49 +158,62 @@ def compile_step(config, batch: int):
     return compiled, time.perf_counter() - start, state, device_batch
 
 
-def jax_train_step(name: str, batch: int, dtype: str, steps: int, peaks: dict) -> dict:
-    """Throughput, FLOP/s, utilization, compile time and memory of the lumbar_jax step."""
-    config = _config(name, dtype)
-    compiled, compile_s, state, device_batch = compile_step(config, batch)
-    cost, memory = _cost(compiled), _memory(compiled)
-    _, times = time_steps(compiled, state, device_batch, steps)
-    step_s = float(np.median(times))
-    peak, peak_source = hardware.device_peak(dtype, peaks)
-    stats = jax.devices()[0].memory_stats() or {}
-    voxels = batch * int(np.prod(config.data.input_shape))
-    return {
-        "framework": "lumbar_jax",
-        "config": name,
-        "batch": batch,
-        "dtype": dtype,
-        "input_shape": list(config.data.input_shape),
-        "base_filters": config.model.base_filters,
-        "conv_impl": f"{config.model.conv_impl} -> {resolve_conv_impl(config.model.conv_impl)}",
-        "compile_s": compile_s,
-        "step_s_median": step_s,
-        "step_s_all": times,
-        "samples_per_s": batch / step_s,
-        "voxels_per_s": voxels / step_s,
-        "flops_per_step": cost["flops"],
-        "bytes_per_step": cost["bytes"],
-        "flops_per_s": cost["flops"] / step_s,
-        "peak_flops_per_s": peak,
-        "peak_source": peak_source,
-        "utilization": cost["flops"] / step_s / peak if peak else None,
-        **memory,
-        "device_peak_bytes_in_use_gib": stats.get("peak_bytes_in_use", 0) / GIB or None,
-    }
+class JaxStep:
+    """The compiled, donating lumbar_jax train step of one case, timed per call."""
 
+    def __init__(self, name: str, batch: int, dtype: str) -> None:
+        self.name, self.batch, self.dtype = name, batch, dtype
+        self.config = _config(name, dtype)
+        self.compiled, self.compile_s, self.state, self.device_batch = compile_step(
+            self.config, batch
+        )
 
-def torch_train_step(name: str, batch: int, dtype: str, steps: int) -> dict:
-    """The PyTorch reference's step on the same config, batch and dtype."""
-    from benchmarks import torch_unet
+    def __call__(self) -> None:
+        self.state, metrics = self.compiled(self.state, self.device_batch, jax.random.key(1))
+        jax.block_until_ready(metrics)
 
-    config = _config(name, dtype)
-    row = torch_unet.time_train_step(config, batch, dtype, steps)
-    row["config"] = name
-    row["output_shape_bdhwc"] = list(torch_unet.output_shape(config, batch))
-    return row
+    def time(self, steps: int) -> list[float]:
+        """Seconds of each of ``steps`` calls, after one untimed call."""
+        self()
+        times = []
+        for _ in range(steps):
+            start = time.perf_counter()
+            self()
+            times.append(time.perf_counter() - start)
+        return times
+
+    def row(self, times: list[float], peaks: dict) -> dict:
+        """Throughput, FLOP/s, utilization, compile time and memory from the step times."""
+        config, batch, dtype = self.config, self.batch, self.dtype
+        cost, memory = _cost(self.compiled), _memory(self.compiled)
+        step_s = float(np.median(times))
+        peak, peak_source = hardware.device_peak(dtype, peaks)
+        stats = jax.devices()[0].memory_stats() or {}
+        voxels = batch * int(np.prod(config.data.input_shape))
+        conv, layer = config.model.conv_impl, config.model.layer_impl
+        return {
+            "framework": "lumbar_jax",
+            "config": self.name,
+            "batch": batch,
+            "dtype": dtype,
+            "input_shape": list(config.data.input_shape),
+            "base_filters": config.model.base_filters,
+            "conv_impl": f"{conv} -> {resolve_conv_impl(conv)}",
+            "layer_impl": f"{layer} -> {resolve_layer_impl(layer)}",
+            "compile_s": self.compile_s,
+            "step_s_median": step_s,
+            "step_s_all": times,
+            "samples_per_s": batch / step_s,
+            "voxels_per_s": voxels / step_s,
+            "flops_per_step": cost["flops"],
+            "bytes_per_step": cost["bytes"],
+            "flops_per_s": cost["flops"] / step_s,
+            "peak_flops_per_s": peak,
+            "peak_source": peak_source,
+            "utilization": cost["flops"] / step_s / peak if peak else None,
+            **memory,
+            "device_peak_bytes_in_use_gib": stats.get("peak_bytes_in_use", 0) / GIB or None,
+        }
 
 
 def jax_param_count(config) -> int:
@@ -201,19 +223,40 @@ def jax_param_count(config) -> int:
 
 
 def run_train_step(suite: dict, peaks: dict, with_torch: bool) -> list[dict]:
-    """JAX (and PyTorch) rows for every train-step case of the suite."""
+    """JAX (and PyTorch) rows for every train-step case of the suite.
+
+    The machine's speed drifts by 10-30 % over minutes here, so the two frameworks are timed
+    in alternating rounds (JAX then PyTorch for each case, ``suite["rounds"]`` times, each
+    after an untimed call) and each median is taken over all its rounds.
+    """
+    jax_steps = [JaxStep(name, batch, dtype) for name, batch, dtype in suite["train_step"]]
+    torch_steps = []
+    if with_torch:
+        from benchmarks import torch_unet
+
+        torch_steps = [
+            torch_unet.TrainStep(step.config, step.batch, step.dtype) for step in jax_steps
+        ]
+    jax_times = [[] for _ in jax_steps]
+    torch_times = [[] for _ in torch_steps]
+    for _ in range(suite.get("rounds", 1)):
+        for i, step in enumerate(jax_steps):
+            jax_times[i] += step.time(suite["steps"])
+            if torch_steps:
+                torch_times[i] += torch_steps[i].time(suite["torch_steps"])
     rows = []
-    for name, batch, dtype in suite["train_step"]:
-        row = jax_train_step(name, batch, dtype, suite["steps"], peaks)
+    for i, step in enumerate(jax_steps):
+        row = step.row(jax_times[i], peaks)
         print(json.dumps({k: v for k, v in row.items() if k != "step_s_all"}), flush=True)
-        if with_torch:
-            ref = torch_train_step(name, batch, dtype, suite["torch_steps"])
-            config = _config(name, dtype)
+        if torch_steps:
+            ref = torch_unet.summary(torch_steps[i].info, torch_times[i])
+            ref["config"] = step.name
+            ref["output_shape_bdhwc"] = list(torch_unet.output_shape(step.config, step.batch))
             row["torch"] = ref
             row["jax_over_torch_time"] = row["step_s_median"] / ref["step_s_median"]
-            row["params_jax"] = jax_param_count(config)
+            row["params_jax"] = jax_param_count(step.config)
             row["params_match"] = row["params_jax"] == ref["params"]
-            expected = [batch, *config.data.input_shape, config.data.num_classes]
+            expected = [step.batch, *step.config.data.input_shape, step.config.data.num_classes]
             row["output_shape_match"] = ref["output_shape_bdhwc"] == expected
             print(json.dumps({"torch": ref["step_s_median"], "ratio": row["jax_over_torch_time"]}))
         rows.append(row)
@@ -253,8 +296,11 @@ def run_roofline(spec: dict) -> list[dict]:
     rows = []
     batch = spec["batch"]
     for dtype in spec["dtypes"]:
-        # The XLA convolution is what a GPU runs; the CPU rewrite would change the bytes.
-        config = _config(spec["config"], dtype, **{"model.conv_impl": "xla"})
+        # The XLA convolution and Flax's layers are what a GPU runs ("auto" there); the CPU
+        # rewrites would change the bytes.
+        config = _config(
+            spec["config"], dtype, **{"model.conv_impl": "xla", "model.layer_impl": "flax"}
+        )
         state = jax.eval_shape(
             lambda config=config: trainer.create_train_state(config, jax.random.key(0))
         )
@@ -409,7 +455,7 @@ def markdown(result: dict) -> str:
             "### Roofline: the paper's fine step on GPUs (a prediction, not a measurement)",
             "",
             f"From XLA's cost analysis of the fine train step ({r0['config']}, batch "
-            f"{r0['batch_per_gpu']} per GPU, XLA convolution, compiled on "
+            f"{r0['batch_per_gpu']} per GPU, XLA convolution and Flax layers, compiled on "
             f"{r0['cost_analysis_backend']}): {r0['flops_per_step'] / 1e12:.2f} TFLOP and "
             f"{r0['bytes_per_step'] / 1e9:.1f} GB accessed per step, {r0['params']:,} parameters "
             f"({4 * r0['params'] / 1e6:.1f} MB of float32 gradients). Step time = max(FLOPs / "
@@ -557,7 +603,7 @@ def run_suite(
     suite = suite or SUITES[suite_name]
     _OVERRIDES.clear()
     _OVERRIDES.update(suite.get("overrides", {}))
-    load_start = os.getloadavg()[0]
+    load_start, suite_start = os.getloadavg()[0], time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     with_torch = with_torch and layers.torch_available()
     result: dict = {"meta": {**metadata(), "suite": suite_name}, "suite": suite}
@@ -567,23 +613,36 @@ def run_suite(
             peaks[dtype] = hardware.measure_cpu_matmul_peak(dtype)["flops_per_s"]
         result["cpu_matmul_peak"] = peaks
     result["gpu_peaks"] = hardware.GPU_PEAKS
+    seconds = result["part_seconds"] = {}
+
+    def timed(part: str, fn, *args):
+        start = time.perf_counter()
+        value = fn(*args)
+        seconds[part] = round(time.perf_counter() - start, 1)
+        return value
+
     if "train_step" not in skip:
-        result["train_step"] = run_train_step(suite, peaks, with_torch)
+        result["train_step"] = timed("train_step", run_train_step, suite, peaks, with_torch)
     if "scaling" not in skip and suite["scaling"]:
-        result["scaling"] = run_scaling(suite["scaling"])
+        result["scaling"] = timed("scaling", run_scaling, suite["scaling"])
     if "roofline" not in skip and suite["roofline"]:
-        result["roofline"] = run_roofline(suite["roofline"])
+        result["roofline"] = timed("roofline", run_roofline, suite["roofline"])
     if "pipeline" not in skip and suite["pipeline"]:
-        result["pipeline"] = run_pipeline(suite["pipeline"], result.get("train_step", []))
+        steps = result.get("train_step", [])
+        result["pipeline"] = timed("pipeline", run_pipeline, suite["pipeline"], steps)
     if "inference" not in skip:
         try:
-            result["inference"] = run_inference(coarse, fine, suite["inference_series"])
+            result["inference"] = timed(
+                "inference", run_inference, coarse, fine, suite["inference_series"]
+            )
         except Exception as e:  # e.g. an export parity failure: keep the other parts' results
             result["inference"] = {"skipped": f"failed: {type(e).__name__}: {e}"}
     if "layers" not in skip and suite["layers"]:
         spec = suite["layers"]
         result["layers_spec"] = spec
-        result["layers"] = layers.time_layers(
+        result["layers"] = timed(
+            "layers",
+            layers.time_layers,
             _config(spec["config"]),
             spec["batch"],
             spec["impls"],
@@ -591,6 +650,7 @@ def run_suite(
             3,
             with_torch,
         )
+    result["meta"]["wall_s"] = round(time.perf_counter() - suite_start, 1)
     result["meta"]["load_avg_1m"] = {"start": load_start, "end": os.getloadavg()[0]}
     result["plots"] = plot(result, out)
     result = _jsonable(result)
@@ -599,10 +659,37 @@ def run_suite(
     return result
 
 
+def parse_cases(cases: list[str]) -> list[tuple[str, int, str]]:
+    """``["fine/1/float32", ...]`` -> ``[("fine", 1, "float32"), ...]``; names what is wrong."""
+    parsed = []
+    for case in cases:
+        parts = case.split("/")
+        if len(parts) != 3 or not parts[1].isdigit() or parts[2] not in ("float32", "bfloat16"):
+            raise ValueError(
+                f"--cases entry {case!r} is not CONFIG/BATCH/DTYPE, e.g. fine/1/float32 "
+                "(dtype float32 or bfloat16)."
+            )
+        parsed.append((parts[0], int(parts[1]), parts[2]))
+    return parsed
+
+
 def main(argv: list[str]) -> None:
     del argv
+    suite = dict(SUITES[FLAGS.suite])
+    if FLAGS.cases:
+        suite["train_step"] = parse_cases(FLAGS.cases)
+    if FLAGS.steps:
+        suite["steps"] = suite["torch_steps"] = FLAGS.steps
+    if FLAGS.rounds:
+        suite["rounds"] = FLAGS.rounds
     result = run_suite(
-        FLAGS.suite, Path(FLAGS.output), FLAGS.skip, FLAGS.coarse, FLAGS.fine, FLAGS.torch
+        FLAGS.suite,
+        Path(FLAGS.output),
+        FLAGS.skip,
+        FLAGS.coarse,
+        FLAGS.fine,
+        FLAGS.torch,
+        suite=suite,
     )
     print(markdown(result))
 

@@ -47,6 +47,7 @@ def scaling_rows(
     """Step times for every device count, mode and scaling kind, with efficiencies."""
     initial = jax.device_get(trainer.create_train_state(config, jax.random.key(0)))
     rows = []
+    measured = {}  # (mode, devices, batch) -> row: a point shared by weak and strong runs once
     counts = range(1, jax.device_count() + 1)
     for kind in ("weak", "strong"):
         for mode in modes:
@@ -55,7 +56,12 @@ def scaling_rows(
                 batch = per_device * n if kind == "weak" else global_batch
                 if batch <= 0 or batch % n:  # strong scaling off, or not divisible
                     continue
-                row = time_mode(config, mode, jax.devices()[:n], batch, steps, initial)
+                key = (mode, n, batch)
+                if key not in measured:
+                    measured[key] = time_mode(
+                        config, mode, jax.devices()[:n], batch, steps, initial
+                    )
+                row = dict(measured[key])
                 base = base or row["step_s_median"]
                 ideal = base if kind == "weak" else base / n
                 row.update(

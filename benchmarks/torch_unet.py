@@ -119,51 +119,73 @@ def model_from_config(config) -> TorchUNet3D:
     )
 
 
-def time_train_step(config, batch_size: int, dtype: str, steps: int, seed: int = 0) -> dict:
-    """Median seconds per eager train step (forward, loss, backward, Adam) on random data.
+class TrainStep:
+    """An eager train step (forward, loss, backward, Adam) on fixed random data, timed per call.
 
     Args:
       config: a lumbar_jax config; its model and input shape are used.
       batch_size: samples per step.
       dtype: "float32", or "bfloat16" (``torch.autocast`` on CPU: convolutions in bfloat16,
         parameters and the loss float32, like lumbar_jax's bfloat16 compute).
-      steps: timed steps after two warm-up steps.
       seed: seed of the parameters and data.
     """
-    torch.manual_seed(seed)
-    model = model_from_config(config)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.optim.learning_rate)
-    shape = tuple(config.data.input_shape)
-    rng = np.random.default_rng(seed)
-    image = torch.from_numpy(rng.random((batch_size, 1, *shape), np.float32))
-    label = torch.from_numpy(rng.integers(0, config.data.num_classes, (batch_size, *shape)))
-    autocast = dtype == "bfloat16"
 
-    def step() -> float:
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            logits = model(image)
-        loss = segmentation_loss(logits, label)
+    def __init__(self, config, batch_size: int, dtype: str, seed: int = 0) -> None:
+        torch.manual_seed(seed)
+        self.model = model_from_config(config)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.optim.learning_rate)
+        shape = tuple(config.data.input_shape)
+        rng = np.random.default_rng(seed)
+        self.image = torch.from_numpy(rng.random((batch_size, 1, *shape), np.float32))
+        self.label = torch.from_numpy(
+            rng.integers(0, config.data.num_classes, (batch_size, *shape))
+        )
+        self.autocast = dtype == "bfloat16"
+        self.info = {
+            "framework": "pytorch",
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "dtype": dtype,
+            "batch": batch_size,
+            "input_shape": list(shape),
+            "params": num_params(self.model),
+        }
+
+    def __call__(self) -> float:
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
+            logits = self.model(self.image)
+        loss = segmentation_loss(logits, self.label)
         loss.backward()
-        optimizer.step()
+        self.optimizer.step()
         return loss.item()  # waits for the step, as block_until_ready does in JAX
 
-    times = []
-    for i in range(steps + 2):
-        start = time.perf_counter()
-        step()
-        if i >= 2:
+    def time(self, steps: int) -> list[float]:
+        """Seconds of each of ``steps`` calls, after one untimed call."""
+        self()
+        times = []
+        for _ in range(steps):
+            start = time.perf_counter()
+            self()
             times.append(time.perf_counter() - start)
+        return times
+
+
+def time_train_step(config, batch_size: int, dtype: str, steps: int, seed: int = 0) -> dict:
+    """Median seconds per eager train step on random data, after a warm-up step."""
+    step = TrainStep(config, batch_size, dtype, seed)
+    step()  # the first call also sets up oneDNN's kernels
+    times = step.time(steps)
+    return summary(step.info, times)
+
+
+def summary(info: dict, times: list[float]) -> dict:
+    """``info`` with the median step time, samples/s and every step time."""
+    median = statistics.median(times)
     return {
-        "framework": "pytorch",
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "dtype": dtype,
-        "batch": batch_size,
-        "input_shape": list(shape),
-        "params": num_params(model),
-        "step_s_median": statistics.median(times),
-        "samples_per_s": batch_size / statistics.median(times),
+        **info,
+        "step_s_median": median,
+        "samples_per_s": info["batch"] / median,
         "step_s_all": [round(t, 4) for t in times],
     }
 

@@ -51,6 +51,7 @@ def time_train_step(config, batch_size: int, steps: int) -> dict:
         "batch": batch_size,
         "input_shape": list(config.data.input_shape),
         "conv_impl": config.model.conv_impl,
+        "layer_impl": config.model.layer_impl,
         "dtype": config.model.dtype,
         "compile_s": round(compile_s, 2),
         "step_s_median": round(statistics.median(times), 3),

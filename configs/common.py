@@ -82,7 +82,10 @@ def paper_config(stage: str, input_shape: tuple[int, int, int]) -> ml_collection
     c.model.pool_factors = ((1, 2, 2), (2, 2, 2), (2, 2, 2), (2, 2, 2))
     c.model.norm = "group"
     c.model.num_groups = 8
+    # How the 3x3x3 convolutions, the pooling and the up-convolutions run (model/conv.py):
+    # "auto" picks per backend; every choice has the same parameters and outputs.
     c.model.conv_impl = "auto"
+    c.model.layer_impl = "auto"
     c.model.dtype = "float32"
     c.model.remat = False
 

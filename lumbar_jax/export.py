@@ -140,8 +140,13 @@ def export_stage(
 
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    export_config = _with_model(stage.config, conv_impl="stack2d", dtype="float32", remat=False)
-    reference_config = _with_model(stage.config, conv_impl="xla", dtype="float32", remat=False)
+    # nn.max_pool and nn.ConvTranspose ("xla" resampling) are what jax2onnx exports.
+    export_config = _with_model(
+        stage.config, conv_impl="stack2d", layer_impl="flax", dtype="float32", remat=False
+    )
+    reference_config = _with_model(
+        stage.config, conv_impl="xla", layer_impl="flax", dtype="float32", remat=False
+    )
     export_model = trainer.make_model(export_config)
     reference_model = trainer.make_model(reference_config)
     params = jax.tree.map(jnp.asarray, stage.params)

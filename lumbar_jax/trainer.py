@@ -43,6 +43,8 @@ def make_model(config: ml_collections.ConfigDict) -> UNet3D:
         norm=m.norm,
         num_groups=m.num_groups,
         conv_impl=m.conv_impl,
+        # Configs saved before this field existed load with the default.
+        layer_impl=m.get("layer_impl", "auto"),
         dtype=jnp.dtype(m.dtype),
         remat=m.remat,
     )
@@ -101,28 +103,32 @@ def train_step(
     rng = jax.random.fold_in(rng, state.step)
     local_batch = batch["image_dhwc"].shape[0]
     first = jax.lax.axis_index(axis_name) * local_batch if axis_name else 0
-    image = add_noise(
-        batch["image_dhwc"],
-        rng,
-        first + jnp.arange(local_batch),
-        config.aug.noise_prob,
-        config.aug.noise_max_std,
-    )
+    # Named scopes label the compiled operations (benchmarks/profile_step.py reads them).
+    with jax.named_scope("noise"):
+        image = add_noise(
+            batch["image_dhwc"],
+            rng,
+            first + jnp.arange(local_batch),
+            config.aug.noise_prob,
+            config.aug.noise_max_std,
+        )
     label = batch["label_dhw"].astype(jnp.int32)
 
     def loss_fn(params):
         logits = model.apply({"params": params}, image)
-        return losses.segmentation_loss(
-            logits, label, batch["labeled_c"], config.loss.ce_weight, config.loss.dice_weight
-        )
+        with jax.named_scope("loss"):
+            return losses.segmentation_loss(
+                logits, label, batch["labeled_c"], config.loss.ce_weight, config.loss.dice_weight
+            )
 
     (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     metrics = {"loss": loss, **parts}
     if axis_name:
         # Equal shards: the mean of the shards' mean losses is the global mean loss.
         grads, metrics = jax.lax.pmean((grads, metrics), axis_name)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
+    with jax.named_scope("optimizer"):
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
     # A step whose loss, gradients or new parameters are not finite keeps the old state. It
     # is decided here, on the device, from values every replica holds alike after the pmean
     # (or the global values under a mesh), so replicas agree without a host round trip; the
@@ -147,7 +153,8 @@ def _all_finite(tree: Any) -> jnp.ndarray:
 def _check_resume_config(config: ml_collections.ConfigDict, workdir: Path) -> None:
     """A workdir's checkpoints only fit the architecture and input they were trained with.
 
-    conv_impl, dtype and remat may change between runs: they leave the parameters as they are.
+    conv_impl, layer_impl, dtype and remat may change between runs: they leave the parameters
+    as they are.
     """
     path = workdir / "config.json"
     if not path.is_file():

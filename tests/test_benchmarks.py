@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from benchmarks import hardware, layers, run
+from benchmarks import hardware, layers, readme, run
 from lumbar_jax import config as config_lib
 from lumbar_jax.model.conv import CONV_IMPLS, resolve_conv_impl
 
@@ -72,6 +72,9 @@ def test_suite_writes_json_markdown_and_plots(suite_result):
     for png in ("throughput.png", "scaling.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     assert saved["plots"] == ["throughput.png", "scaling.png"]
+    assert set(saved["part_seconds"]) == {"train_step", "scaling", "roofline", "pipeline"}
+    assert saved["meta"]["wall_s"] >= sum(saved["part_seconds"].values()) - 1
+    assert step["layer_impl"].startswith("auto -> ")
 
 
 def test_suite_compares_with_pytorch_when_installed(suite_result):
@@ -105,8 +108,10 @@ def test_layer_timing_and_table():
     config = config_lib.load_config("fine:tiny", TINY)
     layer = {"name": "enc0.block1", "dhw": (2, 8, 8), "cin": 2, "cout": 2}
     rows = []
+    decoder = {"name": "dec0.block0", "dhw": (2, 8, 8), "cin": 4, "cout": 2}  # two inputs
     for impl in CONV_IMPLS[1:]:
         assert layers.time_jax_block(layer, 1, config, impl, "float32", 1) > 0
+        assert layers.time_jax_block(decoder, 1, config, impl, "float32", 1) > 0
     row = {"layer": "x", "shape_bdhwc_in": [1, 2, 8, 8, 2], "cout": 2}
     row.update({"jax_stack2d_float32_s": 0.002, "torch_float32_s": 0.001})
     rows.append(row)
@@ -148,3 +153,68 @@ def test_cpu_peak_is_measured():
     peak = hardware.measure_cpu_matmul_peak("float32", n=128, repeats=2)
     assert peak["flops_per_s"] > 0
     assert resolve_conv_impl("auto") in CONV_IMPLS
+
+
+def test_cases_flag_parsing():
+    assert run.parse_cases(["fine/1/float32", "coarse:cpu/5/bfloat16"]) == [
+        ("fine", 1, "float32"),
+        ("coarse:cpu", 5, "bfloat16"),
+    ]
+    for bad in ("fine/1", "fine/one/float32", "fine/1/float16"):
+        with pytest.raises(ValueError, match=f"--cases entry '{bad}'"):
+            run.parse_cases([bad])
+
+
+def test_readme_section_is_replaced_between_markers():
+    begin, end = readme.markers("quick")
+    other = "\n".join(readme.markers("fine_b1"))
+    text = f"# Title\n\n{begin}\nold table\n{end}\n\n{other}\n## Next\n"
+    new = readme.splice(text, "| new | table |\n")
+    assert new == f"# Title\n\n{begin}\n| new | table |\n{end}\n\n{other}\n## Next\n"
+    assert readme.splice(new, "again") == new.replace("| new | table |", "again")
+    both = readme.splice(new, "b1 table", "fine_b1")
+    assert "| new | table |" in both and "b1 table\n<!-- benchmarks:fine_b1:end -->" in both
+    for broken in ("no markers", f"{end}\n{begin}", f"{begin}{begin}{end}"):
+        with pytest.raises(ValueError):
+            readme.splice(broken, "x")
+
+
+def test_profile_attributes_the_step_to_model_parts():
+    """Every traced operation lands in a part; the conv layers and the loss are named."""
+    from benchmarks import profile_step
+
+    config = config_lib.load_config("fine:tiny", TINY)
+    result = profile_step.profile(config, batch_size=2, steps=1)
+    parts = result["parts_ms"]
+    assert result["ops_ms_total"] == pytest.approx(sum(parts.values()))
+    assert result["step_s_profiled"] > 0
+    assert "enc0/block0/conv forward" in parts and "dec0/block1/conv backward" in parts
+    assert "loss forward" in parts and "optimizer" in parts
+    named = sum(ms for part, ms in parts.items() if part != profile_step.UNKNOWN)
+    assert named > 0.5 * result["ops_ms_total"]
+    table = profile_step.markdown(result, top=5)
+    kinds = {profile_step.kind(part) for part in parts}
+    assert {"conv forward", "conv backward", "norm forward", "up-conv forward"} <= kinds
+    # Two headers, one row per kind, five part rows.
+    assert table.count("\n| ") == 2 + len(kinds) + 5 and "ms per step" in table
+
+
+def test_model_part_names():
+    from benchmarks.profile_step import kind, model_part
+
+    assert (
+        model_part("jit(train_step)/transpose(jvp(UNet3D))/dec0/block0/conv/conv_general_dilated")
+        == "dec0/block0/conv backward"
+    )
+    assert model_part("jit(train_step)/jvp(UNet3D)/up1/bdhwc,ijkco->bdihjwko/dot") == (
+        "up1 forward"
+    )
+    assert model_part("jit(train_step)/jvp(UNet3D)/reduce_max") == (
+        "pooling and other UNet3D forward"
+    )
+    assert model_part("jit(train_step)/optimizer/mul") == "optimizer"
+    assert model_part("jit(train_step)/transpose(jvp(loss))/exp") == "loss backward"
+    assert kind("dec0/block0/conv backward") == "conv backward"
+    assert kind("up1 forward") == "up-conv forward"
+    assert kind("enc0/block1 backward") == "relu backward"
+    assert kind("optimizer") == "optimizer"

@@ -1,12 +1,23 @@
-"""Every conv implementation must match XLA's 3D convolution, forward and backward."""
+"""Every conv and layer implementation must match XLA's / Flax's, forward and backward."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from lumbar_jax.model import UNet3D
-from lumbar_jax.model.conv import CONV_IMPLS, conv3d_stack2d, conv3d_xla, resolve_conv_impl
+from lumbar_jax.model.conv import (
+    CONV_IMPLS,
+    LAYER_IMPLS,
+    Conv3D,
+    conv3d_stack2d,
+    conv3d_xla,
+    conv_transpose_reshape,
+    max_pool_reshape,
+    resolve_conv_impl,
+    resolve_layer_impl,
+)
 
 # float32 sums in a different order: differences of ~1e-6 relative to the largest value are
 # expected; gradients here reach ~30, so their absolute tolerance is 1e-4.
@@ -62,3 +73,80 @@ def test_every_impl_matches_xla(impl):
     ]
     for got, want in zip(*grads, strict=True):
         np.testing.assert_allclose(got, want, rtol=RTOL, atol=1e-4)
+
+
+def _grads(fn, *args):
+    return jax.grad(lambda *a: jnp.sum(jnp.sin(fn(*a))), argnums=tuple(range(len(args))))(*args)
+
+
+@pytest.mark.parametrize("impl", ["xla", "stack2d"])
+def test_conv_of_parts_is_conv_of_concatenation(impl):
+    """Conv3D(a, b): same kernel, outputs and gradients as Conv3D(concatenate([a, b]))."""
+    a = jax.random.normal(jax.random.key(4), (2, 4, 6, 5, 3))
+    b = jax.random.normal(jax.random.key(5), (2, 4, 6, 5, 2))
+    conv = Conv3D(4, impl=impl)
+    params = conv.init(jax.random.key(6), a, b)
+    assert params["params"]["kernel"].shape == (3, 3, 3, 5, 4)
+    whole = Conv3D(4, impl="xla")
+    np.testing.assert_allclose(
+        conv.apply(params, a, b),
+        whole.apply(params, jnp.concatenate([a, b], axis=-1)),
+        rtol=RTOL,
+        atol=ATOL,
+    )
+    got = _grads(lambda p, a, b: conv.apply(p, a, b), params, a, b)
+    want = _grads(lambda p, a, b: whole.apply(p, jnp.concatenate([a, b], -1)), params, a, b)
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(g, w, rtol=RTOL, atol=1e-4)
+
+
+@pytest.mark.parametrize("factors", [(2, 2, 2), (1, 2, 2)])
+def test_max_pool_reshape_matches_flax(factors):
+    """Same values; same gradients where the maximum of each window is unique (random input)."""
+    x = jax.random.normal(jax.random.key(7), (2, 4, 6, 8, 3))
+    flax_pool = lambda x: nn.max_pool(x, window_shape=factors, strides=factors)  # noqa: E731
+    np.testing.assert_array_equal(max_pool_reshape(x, factors), flax_pool(x))
+    (got,), (want,) = _grads(lambda x: max_pool_reshape(x, factors), x), _grads(flax_pool, x)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("factors", [(2, 2, 2), (1, 2, 2)])
+def test_conv_transpose_reshape_matches_flax(factors):
+    """The reshape form with nn.ConvTranspose's parameters: outputs and gradients."""
+    x = jax.random.normal(jax.random.key(8), (2, 3, 4, 5, 6))
+    flax_up = nn.ConvTranspose(4, kernel_size=factors, strides=factors, use_bias=False)
+    params = flax_up.init(jax.random.key(9), x)
+    kernel = params["params"]["kernel"]
+    np.testing.assert_allclose(
+        conv_transpose_reshape(x, kernel), flax_up.apply(params, x), rtol=RTOL, atol=ATOL
+    )
+    got = _grads(conv_transpose_reshape, x, kernel)
+    want = _grads(lambda x, k: flax_up.apply({"params": {"kernel": k}}, x), x, kernel)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=RTOL, atol=1e-4)
+
+
+def test_unet_same_params_and_outputs_for_every_layer_impl():
+    x = jax.random.normal(jax.random.key(10), (2, 8, 16, 16, 1))
+    models = {
+        impl: UNet3D(base_filters=4, pool_factors=((1, 2, 2), (2, 2, 2)), layer_impl=impl)
+        for impl in ("flax", "custom")
+    }
+    trees = {impl: m.init(jax.random.key(11), x) for impl, m in models.items()}
+    assert jax.tree.structure(trees["flax"]) == jax.tree.structure(trees["custom"])
+    for a, b in zip(jax.tree.leaves(trees["flax"]), jax.tree.leaves(trees["custom"]), strict=True):
+        np.testing.assert_array_equal(a, b)
+    params = trees["flax"]
+    np.testing.assert_allclose(
+        models["custom"].apply(params, x), models["flax"].apply(params, x), rtol=RTOL, atol=1e-4
+    )
+    got, want = (_grads(lambda p, m=m: m.apply(p, x), params)[0] for m in models.values())
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-3, atol=1e-4)
+
+
+def test_resolve_layer_impl():
+    assert resolve_layer_impl("auto") == ("custom" if jax.default_backend() == "cpu" else "flax")
+    assert set(LAYER_IMPLS) == {"auto", "flax", "custom"}
+    with pytest.raises(ValueError, match="Unknown layer_impl 'fast'"):
+        resolve_layer_impl("fast")

@@ -62,8 +62,9 @@ def test_bfloat16_compute_keeps_float32_params():
     ref = UNet3D(base_filters=4).apply(params, x)
     out = model.apply(params, x)
     assert out.dtype == jnp.float32
-    # Same parameters, lower precision: close but not equal.
-    np.testing.assert_allclose(out, ref, atol=0.1)
+    # Same parameters, lower precision: close but not equal. bfloat16 keeps 8 significant
+    # bits (0.4 %) per operation; through 20 layers the logits drift by ~2 % of their scale.
+    np.testing.assert_allclose(out, ref, atol=0.03 * float(np.max(np.abs(ref))))
     assert not np.array_equal(np.asarray(out), np.asarray(ref))
 
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from lumbar_jax.model.conv import Conv3D
+from lumbar_jax.model.conv import Conv3D, UpConv, max_pool, resolve_layer_impl
 
 NORMS = ("group", "instance", "layer", "none")
 
@@ -52,30 +52,28 @@ class ConvNormAct(nn.Module):
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x_bdhwc: jnp.ndarray) -> jnp.ndarray:
+    def __call__(self, *parts_bdhwc: jnp.ndarray) -> jnp.ndarray:
+        """Convolves the concatenation of ``parts_bdhwc`` along channels (see Conv3D)."""
         x = Conv3D(
             self.features,
             use_bias=self.norm == "none",
             impl=self.conv_impl,
             dtype=self.dtype,
             name="conv",
-        )(x_bdhwc)
+        )(*parts_bdhwc)
         x = _norm(self.norm, self.features, self.num_groups, self.dtype)(x)
         return nn.relu(x)
 
 
 def _norm(kind: str, features: int, num_groups: int, dtype: jnp.dtype) -> nn.Module:
-    # Statistics in float32 even for bfloat16 compute: variance of small activations
-    # underflows in bfloat16.
-    if kind == "group":
-        return nn.GroupNorm(num_groups=math.gcd(num_groups, features), dtype=dtype, name="norm")
-    if kind == "instance":
-        return nn.GroupNorm(num_groups=features, dtype=dtype, name="norm")
-    if kind == "layer":
-        return nn.GroupNorm(num_groups=1, dtype=dtype, name="norm")
     if kind == "none":
         return lambda x: x
-    raise ValueError(f"Unknown norm {kind!r}; choose one of {NORMS}.")
+    groups = {"group": math.gcd(num_groups, features), "instance": features, "layer": 1}
+    if kind not in groups:
+        raise ValueError(f"Unknown norm {kind!r}; choose one of {NORMS}.")
+    # Statistics in float32 even for bfloat16 compute: variance of small activations
+    # underflows in bfloat16.
+    return nn.GroupNorm(num_groups=groups[kind], dtype=dtype, name="norm")
 
 
 class DoubleConv(nn.Module):
@@ -88,16 +86,19 @@ class DoubleConv(nn.Module):
     dtype: jnp.dtype
 
     @nn.compact
-    def __call__(self, x_bdhwc: jnp.ndarray) -> jnp.ndarray:
+    def __call__(self, *parts_bdhwc: jnp.ndarray) -> jnp.ndarray:
+        """The first convolution takes the concatenation of ``parts_bdhwc`` (see Conv3D)."""
+        x_bdhwc = parts_bdhwc
         for i in range(2):
-            x_bdhwc = ConvNormAct(
+            block = ConvNormAct(
                 self.features,
                 self.norm,
                 self.num_groups,
                 self.conv_impl,
                 self.dtype,
                 name=f"block{i}",
-            )(x_bdhwc)
+            )
+            x_bdhwc = block(*x_bdhwc) if i == 0 else block(x_bdhwc)
         return x_bdhwc
 
 
@@ -112,6 +113,8 @@ class UNet3D(nn.Module):
       norm: one of NORMS.
       num_groups: groups for ``norm="group"``.
       conv_impl: 3x3x3 convolution implementation (see model/conv.py); same parameters.
+      layer_impl: "flax" (Flax's pooling and transposed convolution), "custom" (their
+        reshape forms in model/conv.py) or "auto"; same parameters and outputs.
       dtype: compute dtype (float32 or bfloat16); parameters stay float32.
       remat: recompute each level's activations in the backward pass to save memory.
     """
@@ -122,6 +125,7 @@ class UNet3D(nn.Module):
     norm: str = "group"
     num_groups: int = 8
     conv_impl: str = "auto"
+    layer_impl: str = "auto"
     dtype: jnp.dtype = jnp.float32
     remat: bool = False
 
@@ -138,17 +142,24 @@ class UNet3D(nn.Module):
             features = self.base_filters * 2**level
             x = block(features, *args, name=f"enc{level}")(x)
             skips.append(x)
-            x = nn.max_pool(x, window_shape=tuple(factors), strides=tuple(factors))
+            x = max_pool(x, factors, self.layer_impl)
         bottleneck_features = self.base_filters * 2 ** len(self.pool_factors)
         x = block(bottleneck_features, *args, name="bottleneck")(x)
         for level in reversed(range(len(self.pool_factors))):
             features = self.base_filters * 2**level
             factors = tuple(self.pool_factors[level])
-            # Linen's ConvTranspose (not lax.conv_transpose) is what jax2onnx exports.
-            x = nn.ConvTranspose(
-                features, kernel_size=factors, strides=factors, dtype=self.dtype, name=f"up{level}"
-            )(x)
-            x = jnp.concatenate([skips[level], x], axis=-1)
-            x = block(features, *args, name=f"dec{level}")(x)
+            if resolve_layer_impl(self.layer_impl) == "custom":
+                x = UpConv(features, factors, dtype=self.dtype, name=f"up{level}")(x)
+            else:
+                # Linen's ConvTranspose (not lax.conv_transpose) is what jax2onnx exports.
+                x = nn.ConvTranspose(
+                    features,
+                    kernel_size=factors,
+                    strides=factors,
+                    dtype=self.dtype,
+                    name=f"up{level}",
+                )(x)
+            # The skip connection comes first along channels, as a concatenation would put it.
+            x = block(features, *args, name=f"dec{level}")(skips[level], x)
         logits = nn.Conv(self.num_classes, kernel_size=(1, 1, 1), dtype=self.dtype, name="head")(x)
         return logits.astype(jnp.float32)
