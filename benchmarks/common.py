@@ -31,3 +31,14 @@ def time_steps(step: Callable, state: Any, batch: Any, steps: int) -> tuple[floa
         jax.block_until_ready(metrics)
         times.append(time.perf_counter() - start)
     return times[0], times[1:]
+
+
+def time_calls(fn: Callable[[], Any], calls: int) -> list[float]:
+    """Seconds of each of ``calls`` calls of ``fn`` (which waits for its result), warmed up."""
+    fn()
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times

@@ -33,7 +33,7 @@ import optax
 from absl import app, flags
 
 from benchmarks import hardware, layers
-from benchmarks.common import random_batch
+from benchmarks.common import random_batch, time_calls
 from lumbar_jax import __version__, trainer
 from lumbar_jax import config as config_lib
 from lumbar_jax.model.conv import resolve_conv_impl, resolve_layer_impl
@@ -174,13 +174,7 @@ class JaxStep:
 
     def time(self, steps: int) -> list[float]:
         """Seconds of each of ``steps`` calls, after one untimed call."""
-        self()
-        times = []
-        for _ in range(steps):
-            start = time.perf_counter()
-            self()
-            times.append(time.perf_counter() - start)
-        return times
+        return time_calls(self, steps)
 
     def row(self, times: list[float], peaks: dict) -> dict:
         """Throughput, FLOP/s, utilization, compile time and memory from the step times."""

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import math
 import statistics
-import time
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812 - PyTorch's convention
 from torch import nn
+
+from benchmarks.common import time_calls
 
 
 class ConvNormAct(nn.Sequential):
@@ -162,21 +163,7 @@ class TrainStep:
 
     def time(self, steps: int) -> list[float]:
         """Seconds of each of ``steps`` calls, after one untimed call."""
-        self()
-        times = []
-        for _ in range(steps):
-            start = time.perf_counter()
-            self()
-            times.append(time.perf_counter() - start)
-        return times
-
-
-def time_train_step(config, batch_size: int, dtype: str, steps: int, seed: int = 0) -> dict:
-    """Median seconds per eager train step on random data, after a warm-up step."""
-    step = TrainStep(config, batch_size, dtype, seed)
-    step()  # the first call also sets up oneDNN's kernels
-    times = step.time(steps)
-    return summary(step.info, times)
+        return time_calls(self, steps)
 
 
 def summary(info: dict, times: list[float]) -> dict:
