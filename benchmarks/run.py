@@ -219,7 +219,7 @@ def jax_param_count(config) -> int:
 def run_train_step(suite: dict, peaks: dict, with_torch: bool) -> list[dict]:
     """JAX (and PyTorch) rows for every train-step case of the suite.
 
-    The machine's speed drifts by 10-30 % over minutes here, so the two frameworks are timed
+    The machine's speed drifts by 10-35 % over minutes here, so the two frameworks are timed
     in alternating rounds (JAX then PyTorch for each case, ``suite["rounds"]`` times, each
     after an untimed call) and each median is taken over all its rounds.
     """
