@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
@@ -53,11 +52,18 @@ class Preemption:
         self._previous = {}
 
     def _handle(self, signum: int, frame) -> None:
-        del frame
         if self.name is not None:
-            # Asked twice: stop now, as the process would have without us.
+            # Asked twice: stop now, as the process would have without us. The previous Python
+            # handler (Ctrl-C's KeyboardInterrupt) runs right here, in the interrupted frame;
+            # a default one gets the signal raised in this thread. (os.kill signalled the
+            # process: the signal could land in another thread and the KeyboardInterrupt
+            # surface later, elsewhere, where a library might swallow it.)
+            previous = self._previous.get(signum)
             self._restore()
-            os.kill(os.getpid(), signum)
+            if callable(previous):
+                previous(signum, frame)
+            else:
+                signal.raise_signal(signum)
             return
         # Only records: printing or saving from a signal handler can deadlock on locks the
         # interrupted code holds.
