@@ -1,15 +1,8 @@
-"""lumbar_jax: coarse-to-fine 3D U-Net segmentation of lumbar spine structures in JAX/Flax."""
+"""lumbar_jax: coarse-to-fine 3D U-Net segmentation of lumbar spine structures in JAX/Flax.
 
-__version__ = "0.1.0"
+The packages follow the pipeline: ``data`` -> ``model`` -> ``training`` -> ``inference`` ->
+``evaluation`` -> ``export``, with the commands in ``cli``; ``labels``, ``config``, ``files``
+and ``checkpoint`` are shared by all of them.
+"""
 
-# Label values, as in the paper (Guo et al. 2022); background is 0.
-STRUCTURES = (
-    "vertebral_body",
-    "intervertebral_disc",
-    "intervertebral_foramen",
-    "spinal_canal",
-    "cord_cauda_equina",
-)
-LABEL_NAMES = ("background", *STRUCTURES)
-# Overlay colours per label value (background transparent), colour-blind friendly (Okabe-Ito).
-LABEL_COLOURS = ("#00000000", "#E69F00", "#56B4E9", "#009E73", "#CC79A7", "#F0E442")
+__version__ = "0.2.0"

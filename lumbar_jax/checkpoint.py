@@ -1,5 +1,9 @@
 """orbax checkpoints of a run: "latest" (for resume) and "best" (by validation Dice), apart.
 
+Training writes them; inference and export read the best (or a latest) one's parameters. The
+data pipeline's position, saved beside the train state, is grain's: grain is imported only
+where a data iterator is saved or restored, so reading parameters needs orbax alone.
+
 They live in separate managers on purpose: a single manager with ``best_fn`` deletes the
 latest checkpoint whenever it scores worse than the best, which breaks resume.
 
@@ -18,7 +22,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import grain
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
@@ -83,6 +86,8 @@ class Checkpoints:
             previous checkpoints stay as they were. Errors of the asynchronous part of a save
             surface here at the next save, or in ``wait``.
         """
+        import grain
+
         try:
             # A step saved before a fall-back to an older checkpoint is written again.
             if step in self.latest.all_steps():
@@ -126,6 +131,8 @@ class Checkpoints:
             step = self.latest.latest_step()
         items = {"state": ocp.args.StandardRestore(abstract_state)}
         if data_iter is not None:
+            import grain
+
             items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
         return self.latest.restore(step, args=ocp.args.Composite(**items)).state
 
@@ -250,6 +257,28 @@ class Checkpoints:
             step, args=ocp.args.Composite(params=ocp.args.StandardRestore(abstract_params))
         )
         return restored.params
+
+    def restore_params(self, series: str, step: int, abstract_params: Any) -> Any:
+        """The parameters of checkpoint ``step`` of ``series`` ("best" or "latest").
+
+        Only the parameters are read: a latest checkpoint's optimizer state and data position
+        are skipped, so inference needs neither the optimizer nor the data pipeline.
+        """
+        if series == "best":
+            return self.restore_best_params(abstract_params, step)
+        restored = self.latest.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.PyTreeRestore(
+                    {"params": abstract_params},
+                    restore_args=jax.tree.map(
+                        lambda _: ocp.ArrayRestoreArgs(), {"params": abstract_params}
+                    ),
+                    partial_restore=True,
+                )
+            ),
+        )
+        return restored.state["params"]
 
     def wait(self) -> None:
         """Waits for pending saves.

@@ -8,7 +8,7 @@ import jax
 import pytest
 
 from lumbar_jax import config as config_lib
-from lumbar_jax.data import synth
+from lumbar_jax.data.phantom import dataset as phantom_dataset
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -21,7 +21,9 @@ def _compilation_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def phantom_root(tmp_path_factory) -> Path:
     """Eight tiny phantom cases in nnU-Net raw layout (split 6/1/1)."""
-    return synth.write_dataset(tmp_path_factory.mktemp("data") / "phantom", 8, seed=0, matrix=64)
+    return phantom_dataset.write_dataset(
+        tmp_path_factory.mktemp("data") / "phantom", 8, seed=0, matrix=64
+    )
 
 
 def tiny_config(phantom_root: Path, stage: str = "fine", **overrides: str):
@@ -32,12 +34,12 @@ def tiny_config(phantom_root: Path, stage: str = "fine", **overrides: str):
 @pytest.fixture(scope="session")
 def tiny_runs(phantom_root, tmp_path_factory) -> dict[str, Path]:
     """A coarse and a fine run of one epoch each on the tiny phantom: {"coarse", "fine"}."""
-    from lumbar_jax import trainer
+    from lumbar_jax.training import loop
 
     runs = {}
     for stage in ("coarse", "fine"):
         workdir = tmp_path_factory.mktemp(f"{stage}_run")
         config = tiny_config(phantom_root, stage, **{"optim.num_epochs": "1"})
-        trainer.train_and_evaluate(config, workdir)
+        loop.train_and_evaluate(config, workdir)
         runs[stage] = workdir
     return runs

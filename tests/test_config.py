@@ -1,12 +1,10 @@
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from lumbar_jax import config as config_lib
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT
 
 
 def test_paper_values_by_name():

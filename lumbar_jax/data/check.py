@@ -1,28 +1,22 @@
-"""Validates a dataset before anyone trains on it.
-
-  python -m lumbar_jax.data.check DATASET [--layout auto] [--label-map "1-5:2"] [--min-slices 5]
+"""Validates a dataset before anyone trains on it (``python -m lumbar_jax check``).
 
 Checks every case: image and label readable and 3D, equal geometry (size, spacing, origin,
 direction), label values declared by the dataset, image values finite and not constant, enough
-slices. Prints a summary (cases, shapes, spacings, voxels per label) and every problem with the
-file it concerns; exits 1 when there are problems, 2 when the dataset itself cannot be read.
-Training runs the same check first.
+slices; reports a summary (cases, shapes, spacings, voxels per label) and every problem with
+the file it concerns. Training runs the same check first.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
-from lumbar_jax import LABEL_NAMES
 from lumbar_jax.data import io
-from lumbar_jax.data.datasets import LAYOUTS, Case, Dataset, load_dataset
+from lumbar_jax.data.datasets import Case, Dataset
+from lumbar_jax.labels import LABEL_NAMES
 
 
 @dataclass
@@ -125,24 +119,3 @@ def format_report(dataset: Dataset, report: Report) -> str:
     else:
         lines.append("No problems found.")
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("dataset", type=Path, help="dataset folder")
-    parser.add_argument("--layout", default="auto", choices=LAYOUTS)
-    parser.add_argument("--label-map", default="", help='e.g. "1-5:2" (values -> ours)')
-    parser.add_argument("--min-slices", type=int, default=5)
-    args = parser.parse_args(argv)
-    try:
-        dataset = load_dataset(args.dataset, args.layout, args.label_map)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    report = check_dataset(dataset, args.min_slices)
-    print(format_report(dataset, report))
-    return 1 if report.problems else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

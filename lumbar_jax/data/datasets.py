@@ -22,10 +22,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lumbar_jax import LABEL_NAMES
-from lumbar_jax.data import synth
-
-SPLITS = ("train", "validation", "test")
+from lumbar_jax.data import splits as splits_lib
+from lumbar_jax.data.phantom import dataset as phantom
+from lumbar_jax.labels import LABEL_NAMES
 
 
 @dataclass(frozen=True)
@@ -59,6 +58,17 @@ class Dataset:
         if name not in self.splits:
             raise ValueError(f"{self.root}: no split {name!r}; splits are {sorted(self.splits)}.")
         return [self.cases[i] for i in self.splits[name]]
+
+    def with_all_split(self, name: str) -> str:
+        """Checks a split name, adding the split "all" (every case) when asked; returns it.
+
+        Raises:
+          ValueError: for a split the dataset does not have.
+        """
+        if name == "all":
+            self.splits["all"] = sorted(self.cases)
+        self.split(name)
+        return name
 
 
 def load_nnunet_raw(root: str | Path, split_seed: int = 0) -> Dataset:
@@ -98,12 +108,12 @@ def load_nnunet_raw(root: str | Path, split_seed: int = 0) -> Dataset:
         if not label_path.is_file():
             raise ValueError(f"{label_path}: missing label for image {image_path.name}.")
         cases[case_id] = Case(case_id, image_path, label_path)
-    splits = meta.get("split") or synth.split_case_ids(sorted(cases), split_seed)
+    splits = meta.get("split") or splits_lib.split_case_ids(sorted(cases), split_seed)
     for name, ids in splits.items():
         unknown = sorted(set(ids) - set(cases))
         if unknown:
             raise ValueError(f"{meta_path}: split {name!r} lists unknown cases {unknown[:5]}.")
-    for name in SPLITS:
+    for name in splits_lib.SPLITS:
         splits.setdefault(name, [])
     return Dataset(root, cases, splits, label_map, labeled)
 
@@ -147,7 +157,7 @@ def _paired(root: Path, pairs: list[tuple[str, Path, Path]], label_map, split_se
         cases[case_id] = Case(case_id, image_path, label_path)
     if not cases:
         raise ValueError(f"{root}: no image/label pairs found.")
-    splits = synth.split_case_ids(sorted(cases), split_seed)
+    splits = splits_lib.split_case_ids(sorted(cases), split_seed)
     return Dataset(root, cases, splits, label_map, labeled_classes(label_map))
 
 
@@ -223,7 +233,7 @@ def load_dataset(
     if not label_map:
         raise ValueError(
             f"{root}: no dataset.json or images/ + masks/ here, so it is read as a folder of "
-            "image/label pairs, which needs a label map (config data.label_map, or --label-map "
+            "image/label pairs, which needs a label map (config data.label_map, or --label_map "
             "of the check command), e.g. '1-5:2' for dataset values 1..5 as discs."
         )
     return load_folder(root, label_map, image_glob, label_replace, split_seed)
@@ -231,20 +241,6 @@ def load_dataset(
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("LUMBAR_JAX_CACHE", Path.home() / ".cache" / "lumbar_jax"))
-
-
-def phantom_root(cache_dir: str | Path, num_cases: int, seed: int, matrix: int) -> Path:
-    """Folder of the built-in phantom dataset for these parameters."""
-    return Path(cache_dir) / f"phantom-v2-n{num_cases}-s{seed}-m{matrix}"
-
-
-def ensure_phantom(cache_dir: str | Path, num_cases: int, seed: int, matrix: int) -> Path:
-    """Returns the phantom dataset folder, generating it on first use."""
-    root = phantom_root(cache_dir, num_cases, seed, matrix)
-    if not (root / "dataset.json").is_file():
-        print(f"Generating {num_cases} phantom cases into {root} ...", flush=True)
-        synth.write_dataset(root, num_cases, seed, matrix)
-    return root
 
 
 def from_config(data) -> Dataset:
@@ -255,5 +251,5 @@ def from_config(data) -> Dataset:
         )
     cache = data.cache_dir or default_cache_dir()
     return load_nnunet_raw(
-        ensure_phantom(cache, data.phantom_cases, data.phantom_seed, data.phantom_matrix)
+        phantom.ensure_phantom(cache, data.phantom_cases, data.phantom_seed, data.phantom_matrix)
     )

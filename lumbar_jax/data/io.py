@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from lumbar_jax import files
+
 CANONICAL_ORIENTATION = "PIL"
 
 
@@ -243,12 +245,15 @@ def canonical_image(
 
 
 def write_image(image: sitk.Image, path: str | Path) -> None:
-    """Writes an image atomically (a temporary file renamed into place)."""
+    """Writes an image atomically (a temporary file renamed into place).
+
+    Raises:
+      OSError: naming the file, when it cannot be written.
+    """
     path = Path(path)
-    tmp = path.with_name(f".tmp-{path.name}")
     try:
-        sitk.WriteImage(image, str(tmp), useCompression=True)
-        tmp.replace(path)
-    except RuntimeError as e:
-        tmp.unlink(missing_ok=True)
-        raise OSError(f"{path}: cannot write image ({str(e).strip().splitlines()[-1]}).") from e
+        with files.atomic_path(path) as tmp:
+            sitk.WriteImage(image, str(tmp), useCompression=True)
+    except (RuntimeError, OSError) as e:
+        reason = getattr(e, "strerror", None) or str(e).strip().splitlines()[-1]
+        raise OSError(f"{path}: cannot write image ({reason}).") from e

@@ -12,9 +12,7 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +21,7 @@ import grain
 import ml_collections
 import numpy as np
 
+from lumbar_jax import files
 from lumbar_jax.data import io, transforms
 from lumbar_jax.data.datasets import Case, Dataset, default_cache_dir
 
@@ -135,22 +134,15 @@ def save_prepared(path: Path, prepared: PreparedCase) -> None:
     stay far cheaper than the read it replaces.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    # A unique temporary name per writer: grain workers may prepare the same case at once.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(
-                f,
-                case_id=np.array(prepared.case_id),
-                image_dhw=prepared.image_dhw,
-                label_dhw=prepared.label_dhw,
-                spacing_dhw=np.asarray(prepared.spacing_dhw, np.float64),
-                labeled_c=prepared.labeled_c,
-            )
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with files.atomic_path(path) as tmp, tmp.open("wb") as f:
+        np.savez(
+            f,
+            case_id=np.array(prepared.case_id),
+            image_dhw=prepared.image_dhw,
+            label_dhw=prepared.label_dhw,
+            spacing_dhw=np.asarray(prepared.spacing_dhw, np.float64),
+            labeled_c=prepared.labeled_c,
+        )
 
 
 def load_prepared(path: Path) -> PreparedCase | None:

@@ -17,15 +17,16 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from lumbar_jax import config as config_lib  # noqa: E402
-from lumbar_jax import trainer  # noqa: E402
-from lumbar_jax.parallel import DataParallel  # noqa: E402
+from lumbar_jax.training import state as state_lib  # noqa: E402
+from lumbar_jax.training import step as step_lib  # noqa: E402
+from lumbar_jax.training.parallel import DataParallel  # noqa: E402
 
 GLOBAL_BATCH, STEPS = num_devices, 3
 assert jax.device_count() == num_devices
 config = config_lib.load_config(
     "fine:tiny", {"optim.batch_size": str(GLOBAL_BATCH), "optim.learning_rate": "1e-3"}
 )
-initial = jax.device_get(trainer.create_train_state(config, jax.random.key(0)))
+initial = jax.device_get(state_lib.create_train_state(config, jax.random.key(0)))
 rng = np.random.default_rng(0)
 shape = tuple(config.data.input_shape)
 batches = [
@@ -44,7 +45,7 @@ for name, mode, devices in [
 ]:
     dp = DataParallel(mode, GLOBAL_BATCH, devices)
     state = dp.place_state(initial)
-    step = dp.wrap_step(functools.partial(trainer.train_step, config=config))
+    step = dp.wrap_step(functools.partial(step_lib.train_step, config=config))
     losses, grad_norms = [], []
     for batch in batches:
         state, metrics = step(state, dp.place_batch(batch), jax.random.key(1))

@@ -16,7 +16,7 @@ port, count, pid, root, workdir = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]
 die = len(sys.argv) > 6 and sys.argv[6] == "die"
 
 from lumbar_jax import config as config_lib  # noqa: E402
-from lumbar_jax import distributed, trainer  # noqa: E402
+from lumbar_jax.training import distributed, loop  # noqa: E402
 
 distributed.initialize(f"127.0.0.1:{port}", count, pid, heartbeat_timeout_s=5, shutdown_timeout_s=5)
 
@@ -24,7 +24,7 @@ import jax  # noqa: E402
 
 config = config_lib.load_config("fine:tiny", {"data.root": root})
 if die and pid == 1:
-    original = trainer.train_step
+    original = loop.train_step
 
     def train_step_then_die(*args, **kwargs):
         out = original(*args, **kwargs)
@@ -32,8 +32,8 @@ if die and pid == 1:
         os.kill(os.getpid(), signal.SIGKILL)
         return out
 
-    trainer.train_step = train_step_then_die
-result = trainer.train_and_evaluate(config, workdir, max_steps=2)
+    loop.train_step = train_step_then_die
+result = loop.train_and_evaluate(config, workdir, max_steps=2)
 digest = hashlib.sha256()
 for leaf in jax.tree.leaves(result["params"]):
     digest.update(leaf.tobytes())

@@ -14,10 +14,8 @@ from __future__ import annotations
 import sys
 import time
 
-from absl import app
-
-from lumbar_jax import config as config_lib
-from lumbar_jax import parallel, train
+from lumbar_jax.cli import train
+from lumbar_jax.training import parallel
 
 
 def _install_hooks(step_delay: float, slow_save: float) -> None:
@@ -50,7 +48,7 @@ def main() -> None:
     options = dict(arg.lstrip("-").split("=") for arg in sys.argv[1:split])
     _install_hooks(float(options.get("step-delay", 0)), float(options.get("slow-save", 0)))
     sys.argv = [sys.argv[0], *sys.argv[split + 1 :]]
-    app.run(train.main, flags_parser=config_lib.absl_flags_parser(train._OVERRIDES))
+    train.cli()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,119 @@
+"""The built-in phantom dataset: generated once into the cache, in nnU-Net raw layout.
+
+``write_dataset`` writes ``imagesTr/<case>_0000.nii.gz``, ``labelsTr/<case>.nii.gz`` and
+``dataset.json`` (label names and a train/validation/test split in the paper's proportions).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from lumbar_jax.data import io, splits
+from lumbar_jax.data.phantom import preview, render
+from lumbar_jax.labels import LABEL_NAMES
+
+
+def cases(num_cases: int, seed: int, matrix: int):
+    """(case id, image, label, acquisition) of each case of a phantom dataset, in order."""
+    seeds = np.random.SeedSequence(seed).generate_state(num_cases)
+    for i in range(num_cases):
+        yield (f"phantom_{i:03d}", *render.render_case(int(seeds[i]), matrix))
+
+
+def write_dataset(
+    output: str | Path,
+    num_cases: int = 80,
+    seed: int = 0,
+    matrix: int = 320,
+    preview_dir: str | Path | None = None,
+    preview_dpi: int = 100,
+) -> Path:
+    """Writes a phantom dataset in nnU-Net raw layout; returns its folder.
+
+    The dataset is written to a temporary folder and renamed into place, so an interrupted
+    run never leaves a folder that looks complete.
+
+    Args:
+      output: the dataset folder to create.
+      num_cases: number of series.
+      seed: dataset seed; each case's seed derives from it.
+      matrix: in-plane matrix of every series.
+      preview_dir: when given, PNG previews of each case go there (``write_previews``).
+      preview_dpi: their resolution (100: about 350 pixels per panel).
+    """
+    output = Path(output)
+    if (output / "dataset.json").is_file():
+        raise FileExistsError(f"{output} already holds a dataset; choose an empty folder.")
+    # Per-process temporary folder: two processes may generate the same default dataset.
+    tmp = output.with_name(f".tmp-{output.name}-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "imagesTr").mkdir(parents=True)
+    (tmp / "labelsTr").mkdir(parents=True)
+    case_ids = []
+    for case_id, image, label, acq in cases(num_cases, seed, matrix):
+        spacing = (acq.slice_spacing, acq.pixel, acq.pixel)
+        rotation = render.tilt(acq.tilt_deg)
+        origin = (-60.0, -100.0, 120.0)
+        io.write_image(
+            io.canonical_image(image, spacing, origin, rotation),
+            tmp / "imagesTr" / f"{case_id}_0000.nii.gz",
+        )
+        io.write_image(
+            io.canonical_image(label, spacing, origin, rotation),
+            tmp / "labelsTr" / f"{case_id}.nii.gz",
+        )
+        if preview_dir is not None:
+            preview.write_previews(image, label, spacing, preview_dir, case_id, preview_dpi)
+        case_ids.append(case_id)
+    dataset = {
+        "name": "lumbar_jax_phantom",
+        "description": f"Synthetic sagittal T2 lumbar series, seed {seed}, matrix {matrix}.",
+        "channel_names": {"0": "T2"},
+        "labels": {name: i for i, name in enumerate(LABEL_NAMES)},
+        "numTraining": num_cases,
+        "file_ending": ".nii.gz",
+        "split": splits.split_case_ids(case_ids, seed),
+    }
+    (tmp / "dataset.json").write_text(json.dumps(dataset, indent=2) + "\n")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        tmp.rename(output)
+    except OSError:
+        if not (output / "dataset.json").is_file():
+            raise
+        shutil.rmtree(tmp)  # another process finished the same dataset first
+    return output
+
+
+def write_previews_only(
+    preview_dir: str | Path, num_cases: int, seed: int = 0, matrix: int = 320, dpi: int = 100
+) -> list[Path]:
+    """Draws the cases of a phantom dataset and writes only their previews."""
+    written = []
+    for case_id, image, label, acq in cases(num_cases, seed, matrix):
+        spacing = (acq.slice_spacing, acq.pixel, acq.pixel)
+        written += preview.write_previews(image, label, spacing, preview_dir, case_id, dpi)
+    return written
+
+
+# Part of the cache folder's name: bump it when the generator's output changes.
+DATASET_VERSION = 2
+
+
+def phantom_root(cache_dir: str | Path, num_cases: int, seed: int, matrix: int) -> Path:
+    """Folder of the built-in phantom dataset for these parameters."""
+    return Path(cache_dir) / f"phantom-v{DATASET_VERSION}-n{num_cases}-s{seed}-m{matrix}"
+
+
+def ensure_phantom(cache_dir: str | Path, num_cases: int, seed: int, matrix: int) -> Path:
+    """Returns the phantom dataset folder, generating it on first use."""
+    root = phantom_root(cache_dir, num_cases, seed, matrix)
+    if not (root / "dataset.json").is_file():
+        print(f"Generating {num_cases} phantom cases into {root} ...", flush=True)
+        write_dataset(root, num_cases, seed, matrix)
+    return root

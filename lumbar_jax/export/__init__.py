@@ -1,0 +1,1 @@
+"""Exporting trained stages for deployment: ONNX, verified with onnxruntime."""

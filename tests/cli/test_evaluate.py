@@ -1,0 +1,38 @@
+"""``python -m lumbar_jax evaluate``: the reports, clear errors, both backends."""
+
+import json
+
+from tests.helpers.commands import run_command
+
+
+def _evaluate(tiny_runs, phantom_root, split, output, *extra):
+    return run_command(
+        "evaluate",
+        f"--coarse={tiny_runs['coarse']}",
+        f"--fine={tiny_runs['fine']}",
+        f"--data={phantom_root}",
+        f"--split={split}",
+        f"--output={output}",
+        *extra,
+    )
+
+
+def test_evaluate_command_writes_the_reports(tiny_runs, phantom_root, tmp_path):
+    result = _evaluate(tiny_runs, phantom_root, "test", tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Coarse stage alone versus the cascade" in result.stdout
+    document = json.loads((tmp_path / "evaluation.json").read_text())
+    assert document["split"] == "test" and len(document["cases"]) == 1
+    assert document["backend"] == "jax"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "evaluation.json",
+        "evaluation.md",
+        "per_case.csv",
+    ]
+
+
+def test_evaluate_command_on_an_unknown_split_is_a_clear_error(tiny_runs, phantom_root, tmp_path):
+    result = _evaluate(tiny_runs, phantom_root, "nope", tmp_path / "out")
+    assert result.returncode == 1
+    assert "error:" in result.stderr and "no split 'nope'" in result.stderr
+    assert not (tmp_path / "out").exists()

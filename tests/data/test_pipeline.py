@@ -1,0 +1,339 @@
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from lumbar_jax.data import datasets, io, pipeline, prepared, transforms
+from lumbar_jax.data.phantom import dataset as phantom_dataset
+from tests.conftest import tiny_config
+
+
+def test_samples_have_network_shape(phantom_root):
+    config = tiny_config(phantom_root)
+    ds = datasets.load_nnunet_raw(phantom_root)
+    batch = next(iter(pipeline.train_iter_dataset(config, ds)))
+    assert batch["image_dhwc"].shape == (2, 8, 32, 16, 1)
+    assert batch["image_dhwc"].dtype == np.float32
+    assert batch["label_dhw"].shape == (2, 8, 32, 16)
+    assert batch["labeled_c"].shape == (2, 6) and batch["labeled_c"].all()
+    assert batch["image_dhwc"].min() >= 0.0 and batch["image_dhwc"].max() <= 1.0
+    # The fine crop is centred on the structures: most of the crop is labelled anatomy.
+    assert (batch["label_dhw"] > 0).mean() > 0.1
+
+
+def test_deterministic_for_a_seed_and_resumable(phantom_root):
+    config = tiny_config(phantom_root)
+    ds = datasets.load_nnunet_raw(phantom_root)
+    first = [next(it) for it in [iter(pipeline.train_iter_dataset(config, ds))] for _ in range(5)]
+    again = iter(pipeline.train_iter_dataset(config, ds))
+    for expected in first[:2]:
+        np.testing.assert_array_equal(next(again)["image_dhwc"], expected["image_dhwc"])
+    state = again.get_state()
+    resumed = iter(pipeline.train_iter_dataset(config, ds))
+    resumed.set_state(json.loads(json.dumps(state)) if isinstance(state, dict) else state)
+    for expected in first[2:]:
+        batch = next(resumed)
+        np.testing.assert_array_equal(batch["image_dhwc"], expected["image_dhwc"])
+        np.testing.assert_array_equal(batch["label_dhw"], expected["label_dhw"])
+    other = tiny_config(phantom_root, seed="1")
+    assert not np.array_equal(
+        next(iter(pipeline.train_iter_dataset(other, ds)))["image_dhwc"], first[0]["image_dhwc"]
+    )
+
+
+def _labelled_case() -> prepared.PreparedCase:
+    label = np.zeros((10, 60, 50), np.uint8)
+    label[2:8, 10:30, 10:25] = 1
+    label[3:7, 35:50, 20:40] = 2
+    label[:, 40:52, 2:8] = 3
+    return prepared.PreparedCase(
+        "x", label.astype(np.float32) / 5, label, (4.0, 1.0, 1.2), np.ones(6, bool)
+    )
+
+
+def _aug(config, **values):
+    aug = config.aug
+    with aug.unlocked():
+        for key, value in values.items():
+            setattr(aug, key, value)
+    return aug
+
+
+def test_augmentation_keeps_labels_on_the_image():
+    # An image that encodes its label (intensity = label / 5): after every spatial
+    # augmentation (one resampling) and the flip, each output label must still sit on its own
+    # intensity.
+    rng = np.random.default_rng(0)
+    case = _labelled_case()
+    config = tiny_config("unused")
+    aug = _aug(
+        config,
+        rotate_prob=1.0,
+        rotate_max_deg=20.0,
+        rotate_oop_prob=1.0,
+        rotate_oop_max_deg=8.0,
+        translate_prob=1.0,
+        scale_prob=1.0,
+        scale_range=(0.7, 1.4),
+        flip_prob=0.5,
+        bias_prob=0.0,
+        contrast_prob=0.0,
+        gamma_prob=0.0,
+        crop_margin_jitter_mm=(0.0, 0.0, 0.0),  # a looser crop only thins the regions
+    )
+    make = pipeline.MakeSample(config.data, aug)
+    unaugmented = pipeline.MakeSample(config.data, None).random_map(case, rng)
+    for _ in range(8):
+        sample = make.random_map(case, rng)
+        image, out = sample["image_dhwc"][..., 0], sample["label_dhw"]
+        assert out.dtype == np.uint8 and set(np.unique(out)) <= {0, 1, 2, 3}  # nearest only
+        assert not np.array_equal(out, unaugmented["label_dhw"])
+        for k in (1, 2, 3):
+            inside = out == k
+            if inside.sum() > 20:
+                # Linear interpolation blurs edges; the bulk of each region keeps its value.
+                assert np.median(np.abs(image[inside] - k / 5)) < 0.02
+
+
+def test_flip_reverses_slices_of_image_and_label():
+    case = _labelled_case()
+    config = tiny_config("unused")
+    off = {f"{name}_prob": 0.0 for name in ("rotate", "rotate_oop", "translate", "scale")}
+    off.update(bias_prob=0.0, contrast_prob=0.0, gamma_prob=0.0)
+    plain = pipeline.MakeSample(config.data, _aug(config, **off, flip_prob=0.0))
+    plain = plain.random_map(case, np.random.default_rng(0))
+    flipped = pipeline.MakeSample(config.data, _aug(config, flip_prob=1.0))
+    flipped = flipped.random_map(case, np.random.default_rng(0))
+    np.testing.assert_array_equal(flipped["image_dhwc"], plain["image_dhwc"][::-1])
+    np.testing.assert_array_equal(flipped["label_dhw"], plain["label_dhw"][::-1])
+    assert flipped["image_dhwc"].flags.c_contiguous and flipped["label_dhw"].flags.c_contiguous
+
+
+def test_intensity_augmentations_stay_in_range_and_keep_labels():
+    case = _labelled_case()
+    config = tiny_config("unused")
+    off = {f"{name}_prob": 0.0 for name in ("rotate", "rotate_oop", "translate", "scale", "flip")}
+    _aug(config, **off, crop_margin_jitter_mm=(0.0, 0.0, 0.0))
+    plain = pipeline.MakeSample(config.data, None).random_map(case, np.random.default_rng(0))
+    on = _aug(config, bias_prob=1.0, contrast_prob=1.0, gamma_prob=1.0)
+    sample = pipeline.MakeSample(config.data, on).random_map(case, np.random.default_rng(1))
+    np.testing.assert_array_equal(sample["label_dhw"], plain["label_dhw"])
+    assert sample["image_dhwc"].dtype == np.float32
+    assert sample["image_dhwc"].min() >= 0.0 and sample["image_dhwc"].max() <= 1.0
+    assert not np.allclose(sample["image_dhwc"], plain["image_dhwc"], atol=1e-3)
+    # Gamma keeps 0 and 1 and the order of intensities; contrast keeps the mean.
+    ramp = np.linspace(0, 1, 50, dtype=np.float32).reshape(2, 5, 5)
+    bent = transforms.adjust_gamma(ramp, 1.4)
+    assert bent.ravel()[0] == 0 and bent.ravel()[-1] == 1 and (np.diff(bent.ravel()) > 0).all()
+    mid = 0.4 + 0.2 * ramp
+    assert transforms.adjust_contrast(mid, 1.2).mean() == pytest.approx(mid.mean(), abs=1e-6)
+    # The bias field is smooth and its log stays within the drawn strength.
+    field = transforms.bias_field((4, 30, 20), [0.3, -1, 0.5, 0.2, 1, -0.7], 0.25)
+    assert np.abs(np.log(field)).max() == pytest.approx(0.25, rel=1e-5)
+    assert np.abs(np.diff(np.log(field), axis=1)).max() < 0.1
+
+
+def test_out_of_plane_rotation_and_scale():
+    # Isotropic voxels, d and w the same size: a quarter turn about the superior-inferior
+    # axis swaps the slice and anterior-posterior axes.
+    shape, spacing = (8, 5, 8), (1.0, 1.0, 1.0)
+    box = transforms.image_box(shape, spacing)
+    volume = np.random.default_rng(0).random(shape)
+    affine = transforms.sampling_affine(box, shape, spacing, rotate_si_rad=math.pi / 2)
+    turned = transforms.resample(volume, affine, shape, is_label=True)
+    np.testing.assert_allclose(turned, np.rot90(volume, k=-1, axes=(0, 2)), atol=1e-12)
+    shape = (8, 8, 5)
+    volume = np.random.default_rng(0).random(shape)
+    box = transforms.image_box(shape, spacing)
+    affine = transforms.sampling_affine(box, shape, spacing, rotate_ap_rad=math.pi / 2)
+    turned = transforms.resample(volume, affine, shape, is_label=True)
+    np.testing.assert_allclose(turned, np.rot90(volume, k=-1, axes=(0, 1)), atol=1e-12)
+    # Scale 2 samples a region twice the box: a centred cube looks half as wide per axis.
+    cube = np.zeros((16, 16, 16), np.uint8)
+    cube[4:12, 4:12, 4:12] = 1
+    box = transforms.image_box(cube.shape, spacing)
+    affine = transforms.sampling_affine(box, cube.shape, spacing, scale=2.0)
+    small = transforms.resample(cube, affine, cube.shape, is_label=True)
+    assert small.sum() == 4**3 and small[6:10, 6:10, 6:10].all()
+
+
+def test_sampling_affine_identity_and_rotation():
+    shape, spacing = (4, 10, 10), (2.0, 1.0, 1.0)
+    box = transforms.image_box(shape, spacing)
+    matrix, offset = transforms.sampling_affine(box, shape, spacing)
+    np.testing.assert_allclose(matrix, np.eye(3), atol=1e-12)
+    np.testing.assert_allclose(offset, 0.0, atol=1e-12)
+    volume = np.random.default_rng(0).random(shape)
+    same = transforms.resample(volume, (matrix, offset), shape, is_label=False)
+    np.testing.assert_allclose(same, volume, atol=1e-12)
+    # A quarter turn in the sagittal plane maps rows onto columns.
+    matrix, offset = transforms.sampling_affine(box, shape, spacing, rotate_rad=math.pi / 2)
+    turned = transforms.resample(volume, (matrix, offset), shape, is_label=True)
+    np.testing.assert_allclose(turned, np.rot90(volume, k=-1, axes=(1, 2)), atol=1e-12)
+
+
+def test_label_box_keeps_output_aspect():
+    label = np.zeros((5, 100, 100), np.uint8)
+    label[1:4, 20:80, 40:50] = 1
+    lo, hi = transforms.label_box(label, (4.0, 1.0, 1.0), (0.0, 5.0, 5.0), (16, 320, 128))
+    size = hi - lo
+    assert size[1] / size[2] == pytest.approx(320 / 128)
+    # Voxels 20..79 span 19.5..79.5 mm; 5 mm margin each side. Height sets the size.
+    assert (lo[1], hi[1]) == pytest.approx((14.5, 84.5))
+    assert size[2] == pytest.approx(70 / 2.5)
+    assert (lo[2] + hi[2]) / 2 == pytest.approx(44.5)
+
+
+def test_window_rejects_constant_and_nan():
+    with pytest.raises(ValueError, match=r"a\.nii: image is constant"):
+        transforms.auto_window(np.ones((2, 3, 4)), source="a.nii")
+    bad = np.zeros((2, 3, 4))
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"b\.nii: image holds NaN"):
+        transforms.auto_window(bad, source="b.nii")
+
+
+def test_unknown_label_value_names_the_file(phantom_root, tmp_path):
+    ds = datasets.load_nnunet_raw(phantom_root)
+    case = ds.cases["phantom_000"]
+    label = sitk.ReadImage(str(case.label_path))
+    array = sitk.GetArrayFromImage(label)
+    array[0, 0, 0] = 9
+    bad = sitk.GetImageFromArray(array)
+    bad.CopyInformation(label)
+    bad_path = tmp_path / "bad.nii.gz"
+    io.write_image(bad, bad_path)
+    bad_case = datasets.Case("bad", case.image_path, bad_path)
+    with pytest.raises(ValueError, match=r"bad.nii.gz: label values \[9\] are not declared"):
+        prepared.prepare_case(bad_case, ds)
+
+
+def test_batch_larger_than_split_is_an_error(phantom_root):
+    config = tiny_config(phantom_root, **{"optim.batch_size": "7"})
+    ds = datasets.load_nnunet_raw(phantom_root)
+    with pytest.raises(ValueError, match="6 training cases cannot fill a batch of 7"):
+        pipeline.train_iter_dataset(config, ds)
+
+
+def test_process_shares_make_up_the_global_batch(phantom_root):
+    config = tiny_config(phantom_root, **{"optim.batch_size": "4"})
+    ds = datasets.load_nnunet_raw(phantom_root)
+    whole = iter(pipeline.train_iter_dataset(config, ds))
+    shares = [
+        iter(pipeline.train_iter_dataset(config, ds, process_index=p, process_count=2))
+        for p in range(2)
+    ]
+    late = iter(
+        pipeline.train_iter_dataset(config, ds, process_index=1, process_count=2, start_step=2)
+    )
+    for step in range(3):
+        batch = next(whole)
+        parts = [next(s) for s in shares]
+        for key in ("image_dhwc", "label_dhw"):
+            np.testing.assert_array_equal(
+                np.concatenate([p[key] for p in parts]), batch[key], err_msg=f"step {step}"
+            )
+        if step == 2:  # a process starting at step 2 yields that step's share
+            np.testing.assert_array_equal(next(late)["image_dhwc"], parts[1]["image_dhwc"])
+
+
+def test_disk_cache_skips_raw_files_until_they_change(tmp_path, monkeypatch):
+    root = phantom_dataset.write_dataset(tmp_path / "ds", num_cases=2, seed=0, matrix=32)
+    ds = datasets.load_nnunet_raw(root)
+    cases, window, cache = ds.split("train"), (0.5, 99.5), tmp_path / "cache"
+    first = prepared.CaseSource(cases, ds, window, cache)[0]
+    files = list(cache.glob("*.npz"))
+    assert len(files) == 1 and files[0].name.startswith(cases[0].case_id)
+    assert not list(cache.glob("*.tmp"))
+
+    def no_reading(path):
+        raise AssertionError(f"read {path}")
+
+    # A new process (a fresh source) loads the cache and reads no raw file.
+    monkeypatch.setattr(io, "read_canonical", no_reading)
+    again = prepared.CaseSource(cases, ds, window, cache)[0]
+    np.testing.assert_array_equal(again.image_dhw, first.image_dhw)
+    np.testing.assert_array_equal(again.label_dhw, first.label_dhw)
+    assert again.image_dhw.dtype == np.float32 and again.label_dhw.dtype == np.uint8
+    assert again.spacing_dhw == pytest.approx(first.spacing_dhw)
+    np.testing.assert_array_equal(again.labeled_c, first.labeled_c)
+    # Other settings are other cache entries.
+    with pytest.raises(AssertionError, match="read"):
+        prepared.CaseSource(cases, ds, (1.0, 99.0), cache)[0]
+    # A changed source file (its modification time) misses the cache.
+    stat = cases[0].image_path.stat()
+    os.utime(cases[0].image_path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    with pytest.raises(AssertionError, match="read"):
+        prepared.CaseSource(cases, ds, window, cache)[0]
+    monkeypatch.undo()
+
+    # A corrupt cache file is ignored, prepared again and rewritten.
+    path = prepared.cache_path(cache, cases[0], ds, window)
+    assert not path.exists()
+    prepared.CaseSource(cases, ds, window, cache)[0]
+    path.write_bytes(path.read_bytes()[:100])
+    assert prepared.load_prepared(path) is None
+    rewritten = prepared.CaseSource(cases, ds, window, cache)[0]
+    np.testing.assert_array_equal(prepared.load_prepared(path).image_dhw, rewritten.image_dhw)
+
+
+def test_pipeline_uses_the_configured_cache(phantom_root, tmp_path):
+    config = tiny_config(
+        phantom_root, **{"data.preprocessed_cache": "True", "data.cache_dir": str(tmp_path)}
+    )
+    ds = datasets.load_nnunet_raw(phantom_root)
+    cached = next(iter(pipeline.train_iter_dataset(config, ds)))
+    # The first batch's cases at least (grain reads ahead).
+    assert 2 <= len(list((tmp_path / "prepared").glob("*.npz"))) <= 6
+    plain = next(iter(pipeline.train_iter_dataset(tiny_config(phantom_root), ds)))
+    np.testing.assert_array_equal(cached["image_dhwc"], plain["image_dhwc"])
+
+
+def test_crop_margin_jitter_keeps_every_structure_inside():
+    case = _labelled_case()
+    config = tiny_config("unused")
+    make = pipeline.MakeSample(config.data, config.aug)
+    where = np.argwhere(case.label_dhw) * np.asarray(case.spacing_dhw)
+    rng = np.random.default_rng(0)
+    boxes = [make.box(case, rng) for _ in range(20)]
+    for lo, hi in boxes:
+        assert np.all(lo <= where.min(0)) and np.all(hi >= where.max(0))
+    assert len({tuple(np.round(lo, 3)) for lo, _ in boxes}) == 20  # they do move
+    fixed = pipeline.MakeSample(config.data, None)
+    assert np.array_equal(fixed.box(case, rng)[0], fixed.box(case, rng)[0])
+
+
+def test_coarse_crop_reads_stored_predictions(phantom_root, tmp_path):
+    import SimpleITK as sitk
+
+    from lumbar_jax.data import datasets
+
+    dataset = datasets.load_dataset(phantom_root)
+    cases = dataset.split("validation")
+    coarse = tmp_path / "coarse"
+    coarse.mkdir()
+    config = tiny_config(phantom_root, **{"data.crop": "coarse"})
+    with pytest.raises(ValueError, match=r"needs data\.coarse_predictions"):
+        pipeline.coarse_dir(config.data)
+    with config.unlocked():
+        config.data.coarse_predictions = str(coarse)
+    with pytest.raises(ValueError, match="no coarse prediction for case"):
+        list(pipeline.eval_samples(config, dataset, "validation"))
+    # A "prediction" that marks only one corner block: the crop must be around that block.
+    image = sitk.ReadImage(str(cases[0].image_path))
+    block = np.zeros(sitk.GetArrayViewFromImage(image).shape, np.uint8)
+    block[2:5, 5:20, 5:20] = 1
+    prediction = sitk.GetImageFromArray(block)
+    prediction.CopyInformation(image)
+    sitk.WriteImage(prediction, str(coarse / f"{cases[0].case_id}.nii.gz"))
+    source = prepared.CaseSource(cases, dataset, (0.5, 99.5), None, coarse)
+    case = source[0]
+    make = pipeline.MakeSample(config.data, None)
+    lo, hi = make.box(case)
+    where = np.argwhere(case.coarse_dhw) * np.asarray(case.spacing_dhw)
+    label_lo, _ = pipeline.MakeSample(tiny_config(phantom_root).data, None).box(case)
+    assert np.all(lo <= where.min(0)) and np.all(hi >= where.max(0))
+    assert not np.allclose(lo, label_lo)  # not the ground truth's box

@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+
+from lumbar_jax.inference import cascade
+
+
+def _threshold_stage(shape, margin=(2.0, 5.0, 5.0)) -> cascade.StageModel:
+    """A 'network' that labels voxels brighter than 0.5 as class 1 (of 3)."""
+
+    def probabilities(image_bdhwc: np.ndarray) -> np.ndarray:
+        assert image_bdhwc.shape[1:] == (*shape, 1) and image_bdhwc.dtype == np.float32
+        bright = (image_bdhwc[..., 0] > 0.5).astype(np.float32)
+        return np.stack([1 - bright, bright, np.zeros_like(bright)], axis=-1)
+
+    return cascade.StageModel(shape, margin, (0.5, 99.5), probabilities)
+
+
+def _volume_with_box(shape=(14, 90, 70), box=(slice(4, 10), slice(30, 60), slice(20, 45))):
+    rng = np.random.default_rng(0)
+    image = rng.normal(100.0, 5.0, shape)
+    image[box] += 300.0
+    truth = np.zeros(shape, np.uint8)
+    truth[box] = 1
+    return image, truth
+
+
+def _dice(a, b):
+    return 2 * np.sum(a & b) / (np.sum(a) + np.sum(b))
+
+
+@pytest.mark.parametrize("flip_lr", [False, True])
+def test_cascade_maps_predictions_back_onto_the_series_grid(flip_lr):
+    image, truth = _volume_with_box()
+    spacing = (4.0, 0.9, 1.1)
+    result = cascade.predict(
+        _threshold_stage((8, 32, 16)),
+        _threshold_stage((8, 48, 32)),
+        image,
+        spacing,
+        flip_lr=flip_lr,
+    )
+    assert result.labels_dhw.shape == image.shape and result.labels_dhw.dtype == np.uint8
+    # Both stages see the bright box through a resampling and back; only edge voxels differ.
+    assert _dice(result.coarse_labels_dhw == 1, truth == 1) > 0.85
+    assert _dice(result.labels_dhw == 1, truth == 1) > 0.95
+    # The fine crop holds the coarse result plus the margin, and no more than needed.
+    lo, hi = result.fine_box_mm
+    where = np.argwhere(truth)
+    assert np.all(lo <= where.min(0) * spacing) and np.all(hi >= where.max(0) * spacing)
+    assert hi[0] - lo[0] < (where.max(0)[0] - where.min(0)[0] + 4) * spacing[0] + 2 * 2.0 + 1e-6
+    assert set(result.seconds) == {"coarse", "fine", "total"}
+
+
+def test_outside_the_fine_crop_is_background():
+    image, truth = _volume_with_box()
+    image[12:, :5, :5] += 300.0  # a bright corner the coarse stage will see
+
+    def only_centre(image_bdhwc):
+        # Coarse: labels only the big box (ignores the small corner), via its position.
+        probs = _threshold_stage((8, 32, 16)).probabilities(image_bdhwc)
+        probs[:, :, :4] = [1.0, 0.0, 0.0]
+        return probs
+
+    coarse = cascade.StageModel((8, 32, 16), (2.0, 5.0, 5.0), (0.5, 99.5), only_centre)
+    result = cascade.predict(coarse, _threshold_stage((8, 48, 32)), image, (4.0, 0.9, 1.1))
+    assert not result.labels_dhw[12:, :5, :5].any()  # outside the crop: background
+    assert _dice(result.labels_dhw == 1, truth == 1) > 0.95
+
+
+def test_constant_image_is_a_clear_error():
+    stage = _threshold_stage((8, 32, 16))
+    with pytest.raises(ValueError, match=r"scan\.nii\.gz: image is constant"):
+        cascade.predict(stage, stage, np.ones((5, 20, 20)), (1, 1, 1), source="scan.nii.gz")
