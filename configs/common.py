@@ -12,83 +12,9 @@ def paper_config(stage: str, input_shape: tuple[int, int, int]) -> ml_collection
     c.seed = 0
     # Data parallel over all devices: "mesh" (jit over a device Mesh) or "pmap".
     c.parallel = "mesh"
-
-    c.data = ml_collections.ConfigDict()
-    c.data.root = ""  # empty: the built-in phantom dataset, generated on first use
-    c.data.layout = "auto"  # nnunet (dataset.json), spider (images/, masks/) or folder
-    c.data.label_map = ""  # e.g. "1-5:2": dataset values -> ours; empty: the layout's own
-    c.data.image_glob = "**/*_image.nii.gz"  # folder layout: images ...
-    c.data.label_replace = ("_image", "_labels")  # ... and their labels' names
-    c.data.cache_dir = ""  # empty: ~/.cache/lumbar_jax (or $LUMBAR_JAX_CACHE)
-    # Keep read, windowed and label-mapped volumes as .npz in <cache_dir>/prepared, so epochs
-    # after the first, later runs and worker processes read no raw files.
-    c.data.preprocessed_cache = True
-    c.data.phantom_cases = 80  # paper: 80 series, split 57/12/11
-    c.data.phantom_seed = 0
-    c.data.phantom_matrix = 320  # in-plane matrix of generated series
-    c.data.input_shape = input_shape  # slices x superior-inferior x anterior-posterior
-    c.data.num_classes = NUM_CLASSES
-    # "image": the whole series (coarse). "label": a box around every labelled structure
-    # plus a margin, as if the coarse model had found them (fine).
-    c.data.crop = "image"
-    c.data.crop_margin_mm = (4.0, 15.0, 10.0)
-    # "coarse": the box around stored coarse predictions, one <case_id>.nii.gz per case in
-    # this folder (python -m lumbar_jax.predict --coarse_only --data=... writes them).
-    c.data.coarse_predictions = ""
-    c.data.window_percentiles = (0.5, 99.5)  # automatic window level/width
-    c.data.min_slices = 5  # fewer sagittal slices than this fails the dataset check
-    c.data.worker_count = 0  # grain worker processes; 0 reads in the training process
-    # Threads preparing samples in each reading process, and the batches read ahead (bounds
-    # host memory: a fine batch of 5 is 16 MB).
-    c.data.read_threads = 16
-    c.data.prefetch_batches = 16
-    c.data.train_split = "train"
-    c.data.val_split = "validation"
-    c.data.test_split = "test"
-
-    # Paper: rotation, translation, random noise; plus scaling, and nnU-Net-like optional
-    # ones. Each has a probability per sample and a range. The spatial ones (and the crop and
-    # resize) compose into one affine resampling on the host; labels go by nearest neighbour.
-    c.aug = ml_collections.ConfigDict()
-    c.aug.rotate_prob = 0.5
-    c.aug.rotate_max_deg = 10.0  # in the sagittal plane
-    # Out of plane: about the superior-inferior and the anterior-posterior axis (each drawn).
-    # Slices are 3.5-5 mm thick, so a few degrees already shift a slice's edge by a slice.
-    c.aug.rotate_oop_prob = 0.2
-    c.aug.rotate_oop_max_deg = 4.0
-    c.aug.translate_prob = 0.5
-    c.aug.translate_max_mm = (2.0, 10.0, 5.0)
-    c.aug.scale_prob = 0.3
-    c.aug.scale_range = (0.85, 1.15)  # isotropic zoom, log-uniform; > 1 enlarges the anatomy
-    c.aug.noise_prob = 0.5  # added on the device, inside the train step
-    c.aug.noise_max_std = 0.05  # of the windowed [0, 1] intensity range
-    # Intensity, on the host after resampling, in this order (noise comes last, on device).
-    c.aug.bias_prob = 0.2
-    c.aug.bias_max = 0.3  # largest |log| of the smooth multiplicative field
-    c.aug.contrast_prob = 0.15
-    c.aug.contrast_range = (0.75, 1.25)  # stretch about the mean
-    c.aug.gamma_prob = 0.3
-    c.aug.gamma_range = (0.7, 1.5)  # log-uniform
-    # Crops around structures ("label"/"coarse" crop): each side's margin moves by up to
-    # this much, so the fine stage learns boxes as loose or tight as the coarse stage's.
-    c.aug.crop_margin_jitter_mm = (2.0, 7.5, 5.0)
-    c.aug.flip_prob = 0.5  # left-right: reverses the slice (d) axis of image and label
-
-    # 3D U-Net (Cicek et al. 2016): 4 down and 4 up levels, base 32 filters doubling.
-    c.model = ml_collections.ConfigDict()
-    c.model.base_filters = 32
-    # A 16-slice stack cannot halve four times and keep context, so the first level
-    # pools only in-plane.
-    c.model.pool_factors = ((1, 2, 2), (2, 2, 2), (2, 2, 2), (2, 2, 2))
-    c.model.norm = "group"
-    c.model.num_groups = 8
-    # How the 3x3x3 convolutions, the pooling and the up-convolutions run (model/conv.py):
-    # "auto" picks per backend; every choice has the same parameters and outputs.
-    c.model.conv_impl = "auto"
-    c.model.layer_impl = "auto"
-    c.model.dtype = "float32"
-    c.model.remat = False
-
+    c.data = data_config(input_shape)
+    c.aug = augmentation_config()
+    c.model = model_config()
     c.loss = ml_collections.ConfigDict()
     c.loss.ce_weight = 1.0
     c.loss.dice_weight = 1.0
@@ -98,17 +24,110 @@ def paper_config(stage: str, input_shape: tuple[int, int, int]) -> ml_collection
     c.optim.learning_rate = 1e-4
     c.optim.batch_size = 5
     c.optim.num_epochs = 400
+    c.train = train_config()
+    return c
 
-    c.train = ml_collections.ConfigDict()
-    c.train.eval_every_epochs = 10
-    c.train.checkpoint_every_epochs = 1
-    c.train.log_every_steps = 10
+
+def data_config(input_shape: tuple[int, int, int]) -> ml_collections.ConfigDict:
+    """Where the data comes from and how a case becomes a network input."""
+    d = ml_collections.ConfigDict()
+    d.root = ""  # empty: the built-in phantom dataset, generated on first use
+    d.layout = "auto"  # nnunet (dataset.json), spider (images/, masks/) or folder
+    d.label_map = ""  # e.g. "1-5:2": dataset values -> ours; empty: the layout's own
+    d.image_glob = "**/*_image.nii.gz"  # folder layout: images ...
+    d.label_replace = ("_image", "_labels")  # ... and their labels' names
+    d.cache_dir = ""  # empty: ~/.cache/lumbar_jax (or $LUMBAR_JAX_CACHE)
+    # Keep read, windowed and label-mapped volumes as .npz in <cache_dir>/prepared, so epochs
+    # after the first, later runs and worker processes read no raw files.
+    d.preprocessed_cache = True
+    d.phantom_cases = 80  # paper: 80 series, split 57/12/11
+    d.phantom_seed = 0
+    d.phantom_matrix = 320  # in-plane matrix of generated series
+    d.input_shape = input_shape  # slices x superior-inferior x anterior-posterior
+    d.num_classes = NUM_CLASSES
+    # "image": the whole series (coarse). "label": a box around every labelled structure
+    # plus a margin, as if the coarse model had found them (fine).
+    d.crop = "image"
+    d.crop_margin_mm = (4.0, 15.0, 10.0)
+    # "coarse": the box around stored coarse predictions, one <case_id>.nii.gz per case in
+    # this folder (python -m lumbar_jax.predict --coarse_only --data=... writes them).
+    d.coarse_predictions = ""
+    d.window_percentiles = (0.5, 99.5)  # automatic window level/width
+    d.min_slices = 5  # fewer sagittal slices than this fails the dataset check
+    d.worker_count = 0  # grain worker processes; 0 reads in the training process
+    # Threads preparing samples in each reading process, and the batches read ahead (bounds
+    # host memory: a fine batch of 5 is 16 MB).
+    d.read_threads = 16
+    d.prefetch_batches = 16
+    d.train_split = "train"
+    d.val_split = "validation"
+    d.test_split = "test"
+    return d
+
+
+def augmentation_config() -> ml_collections.ConfigDict:
+    """Augmentations, each with a probability per sample and a range."""
+    a = ml_collections.ConfigDict()
+    # Paper: rotation, translation, random noise; plus scaling, and nnU-Net-like optional
+    # ones. Each has a probability per sample and a range. The spatial ones (and the crop and
+    # resize) compose into one affine resampling on the host; labels go by nearest neighbour.
+    a.rotate_prob = 0.5
+    a.rotate_max_deg = 10.0  # in the sagittal plane
+    # Out of plane: about the superior-inferior and the anterior-posterior axis (each drawn).
+    # Slices are 3.5-5 mm thick, so a few degrees already shift a slice's edge by a slice.
+    a.rotate_oop_prob = 0.2
+    a.rotate_oop_max_deg = 4.0
+    a.translate_prob = 0.5
+    a.translate_max_mm = (2.0, 10.0, 5.0)
+    a.scale_prob = 0.3
+    a.scale_range = (0.85, 1.15)  # isotropic zoom, log-uniform; > 1 enlarges the anatomy
+    a.noise_prob = 0.5  # added on the device, inside the train step
+    a.noise_max_std = 0.05  # of the windowed [0, 1] intensity range
+    # Intensity, on the host after resampling, in this order (noise comes last, on device).
+    a.bias_prob = 0.2
+    a.bias_max = 0.3  # largest |log| of the smooth multiplicative field
+    a.contrast_prob = 0.15
+    a.contrast_range = (0.75, 1.25)  # stretch about the mean
+    a.gamma_prob = 0.3
+    a.gamma_range = (0.7, 1.5)  # log-uniform
+    # Crops around structures ("label"/"coarse" crop): each side's margin moves by up to
+    # this much, so the fine stage learns boxes as loose or tight as the coarse stage's.
+    a.crop_margin_jitter_mm = (2.0, 7.5, 5.0)
+    a.flip_prob = 0.5  # left-right: reverses the slice (d) axis of image and label
+    return a
+
+
+def model_config() -> ml_collections.ConfigDict:
+    """The network."""
+    m = ml_collections.ConfigDict()
+    # 3D U-Net (Cicek et al. 2016): 4 down and 4 up levels, base 32 filters doubling.
+    m.base_filters = 32
+    # A 16-slice stack cannot halve four times and keep context, so the first level
+    # pools only in-plane.
+    m.pool_factors = ((1, 2, 2), (2, 2, 2), (2, 2, 2), (2, 2, 2))
+    m.norm = "group"
+    m.num_groups = 8
+    # How the 3x3x3 convolutions, the pooling and the up-convolutions run (model/conv.py):
+    # "auto" picks per backend; every choice has the same parameters and outputs.
+    m.conv_impl = "auto"
+    m.layer_impl = "auto"
+    m.dtype = "float32"
+    m.remat = False
+    return m
+
+
+def train_config() -> ml_collections.ConfigDict:
+    """The loop: validation, checkpoints, logging, non-finite steps."""
+    t = ml_collections.ConfigDict()
+    t.eval_every_epochs = 10
+    t.checkpoint_every_epochs = 1
+    t.log_every_steps = 10
     # A step whose loss or gradients are NaN/Inf: "stop" raises, naming the step; "skip"
     # keeps the state as it was (decided on the device), logs it, and stops after
     # max_skipped_steps such steps in a row. Neither ever checkpoints a non-finite state.
-    c.train.nonfinite = "stop"
-    c.train.max_skipped_steps = 10
-    return c
+    t.nonfinite = "stop"
+    t.max_skipped_steps = 10
+    return t
 
 
 def apply_size(c: ml_collections.ConfigDict, arg: str) -> ml_collections.ConfigDict:

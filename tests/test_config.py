@@ -95,6 +95,7 @@ def test_split_config_args():
     assert rest == ["prog", "--workdir=w"]
 
 
+@pytest.mark.slow
 def test_cli_reports_unknown_config():
     result = subprocess.run(
         [sys.executable, "-m", "lumbar_jax.train", "--config=nope", "--workdir=/tmp/unused"],

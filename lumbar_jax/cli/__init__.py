@@ -31,5 +31,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"usage: lumbar-jax COMMAND [--flags] (--help for a command's flags)\n\n{listing}")
         sys.exit(0 if name in ("", "help", "__help", "_h") else 2)
     module = importlib.import_module(f"lumbar_jax.cli.{name}")
-    sys.argv = [f"lumbar-jax {name}", *argv[2:]]
+    # absl's --help shows the main module's docstring and the flags of the module named by
+    # argv[0]: make both the command's.
+    sys.modules["__main__"].__doc__ = module.__doc__
+    sys.argv = [module.__name__, *argv[2:]]
     module.cli()

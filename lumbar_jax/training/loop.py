@@ -107,11 +107,35 @@ def restore_or_init(config, dataset, ckpt: Checkpoints, init_rng) -> tuple[Train
     return host_state, data_iter
 
 
+def _preempted(preemption: preemption_lib.Preemption, ckpt: Checkpoints, step: int) -> str:
+    return (
+        f"Preempted by {preemption.name}: checkpoint of step {step} saved in "
+        f"{Path(ckpt.latest.directory) / str(step)} {preemption.seconds_since_request():.2f} s "
+        "after the signal. Run the same command to resume."
+    )
+
+
 def _kept_checkpoint(ckpt: Checkpoints) -> str:
     latest = ckpt.latest_step()
     if latest is None:
         return "There is no checkpoint yet."
     return f"The last good checkpoint (step {latest}) is kept in {ckpt.latest.directory}."
+
+
+def _set_up(
+    config: ml_collections.ConfigDict, workdir: Path, max_steps: int | None
+) -> tuple[DataParallel, datasets.Dataset, Schedule, Checkpoints]:
+    """Checks the config, the workdir and the dataset before anything is trained."""
+    check_policy(config.train.nonfinite)
+    dp = DataParallel(config.parallel, config.optim.batch_size)
+    if jax.process_index() == 0:
+        workdir.mkdir(parents=True, exist_ok=True)
+        check_resume_config(config, workdir)
+        config_lib.save_config(config, workdir)
+    dataset = checked_dataset(config)
+    schedule = make_schedule(config, dataset, max_steps)
+    # Only the run that owns the workdir may delete the temporary folders of killed saves.
+    return dp, dataset, schedule, Checkpoints(workdir, cleanup_tmp=True)
 
 
 def train_and_evaluate(
@@ -136,39 +160,23 @@ def train_and_evaluate(
       "skipped_steps": updates skipped for non-finite values}.
 
     Raises:
-      FloatingPointError: naming the step, for non-finite updates (``config.train.nonfinite``);
-        the last good checkpoint stays.
+      FloatingPointError: for non-finite updates (``config.train.nonfinite``).
       ValueError: for a dataset that fails the check or a config that does not fit the workdir.
       OSError: for a workdir or checkpoint that cannot be written, or none that restores.
     """
     workdir = Path(workdir)
-    lead = jax.process_index() == 0
-    check_policy(config.train.nonfinite)
-    dp = DataParallel(config.parallel, config.optim.batch_size)
-    if lead:
-        workdir.mkdir(parents=True, exist_ok=True)
-        check_resume_config(config, workdir)
-        config_lib.save_config(config, workdir)
-    dataset = checked_dataset(config)
-    schedule = make_schedule(config, dataset, max_steps)
+    dp, dataset, schedule, ckpt = _set_up(config, workdir, max_steps)
     init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
-    # Only the run that owns the workdir may delete the temporary folders of killed saves.
-    ckpt = Checkpoints(workdir, cleanup_tmp=True)
     host_state, data_iter = restore_or_init(config, dataset, ckpt, init_rng)
     start_step = final_step = int(host_state.step)
     state = dp.place_state(host_state)
     del host_state
     step_fn = dp.wrap_step(functools.partial(train_step, config=config))
-    writer = make_writer(workdir, lead, start_step, schedule.stop_step)
+    writer = make_writer(workdir, jax.process_index() == 0, start_step, schedule.stop_step)
     monitor = StepMonitor(
-        config.train.nonfinite,
-        config.train.max_skipped_steps,
-        config.optim.batch_size,
-        schedule,
-        writer,
-        dp.host_metrics,
-        lambda: _kept_checkpoint(ckpt),
-    )
+        config.train.nonfinite, config.train.max_skipped_steps, config.optim.batch_size,
+        schedule, writer, dp.host_metrics, lambda: _kept_checkpoint(ckpt),
+    )  # fmt: skip
     validation = Validation(config, dataset, ckpt, writer)
 
     with preemption_lib.Preemption() as preemption:
@@ -195,22 +203,16 @@ def train_and_evaluate(
             writer.close()
             ckpt.wait()
         if preemption.name is not None:
-            writer.print(
-                f"Preempted by {preemption.name}: checkpoint of step {final_step} saved in "
-                f"{Path(ckpt.latest.directory) / str(final_step)} "
-                f"{preemption.seconds_since_request():.2f} s after the signal. Run the same "
-                "command to resume."
-            )
-
+            writer.print(_preempted(preemption, ckpt, final_step))
     params = dp.host_state(state).params
-    result = {
+    test = None
+    if final_step == schedule.total_steps:
+        test = validation.test(params, final_step).dice_summary("network")
+    ckpt.close()
+    return {
         "step": final_step,
-        "test": None,
+        "test": test,
         "params": params,
         "preempted": preemption.name,
         "skipped_steps": monitor.skipped_total,
     }
-    if final_step == schedule.total_steps:
-        result["test"] = validation.test(params, final_step).dice_summary("network")
-    ckpt.close()
-    return result

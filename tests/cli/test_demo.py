@@ -3,9 +3,12 @@
 import json
 import os
 
+import pytest
+
 from tests.helpers.commands import run_command
 
 
+@pytest.mark.slow
 def test_demo_runs_the_whole_cascade(tmp_path):
     env = {**os.environ, "LUMBAR_JAX_CACHE": str(tmp_path / "cache")}
     result = run_command(

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from tests.helpers.commands import run_command
 
 
@@ -17,6 +19,7 @@ def _evaluate(tiny_runs, phantom_root, split, output, *extra):
     )
 
 
+@pytest.mark.slow
 def test_evaluate_command_writes_the_reports(tiny_runs, phantom_root, tmp_path):
     result = _evaluate(tiny_runs, phantom_root, "test", tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -31,6 +34,7 @@ def test_evaluate_command_writes_the_reports(tiny_runs, phantom_root, tmp_path):
     ]
 
 
+@pytest.mark.slow
 def test_evaluate_command_on_an_unknown_split_is_a_clear_error(tiny_runs, phantom_root, tmp_path):
     result = _evaluate(tiny_runs, phantom_root, "nope", tmp_path / "out")
     assert result.returncode == 1

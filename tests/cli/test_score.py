@@ -26,6 +26,7 @@ def test_score_matches_the_runs_own_test_split(tiny_run, phantom_root):
             assert value == pytest.approx(saved[name], abs=1e-4)
 
 
+@pytest.mark.slow
 def test_score_command_on_partially_labelled_data(tiny_run, phantom_root):
     result = run_command(
         "score",

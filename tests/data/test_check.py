@@ -45,6 +45,7 @@ def _run_check(*args):
     return run_command("check", *args, timeout=120)
 
 
+@pytest.mark.slow
 def test_check_command_names_every_problem(broken_root):
     result = _run_check(broken_root)
     assert result.returncode == 1
@@ -56,6 +57,7 @@ def test_check_command_names_every_problem(broken_root):
     assert "8 cases, 6 readable" in out
 
 
+@pytest.mark.slow
 def test_check_command_on_a_folder_that_is_no_dataset(tmp_path):
     as_nnunet = _run_check("--layout=nnunet", tmp_path)
     assert as_nnunet.returncode == 2

@@ -11,6 +11,7 @@ from tests.helpers import HELPERS, ROOT
 HELPER = HELPERS / "fuzz_readers.py"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_corrupted_files_give_clear_errors(seed, tmp_path):
     # A subprocess: a segfault or hang in ITK fails this test instead of killing pytest. Seeds

@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import PIL.Image
+import pytest
 from scipy import ndimage
 
 from lumbar_jax.data import datasets, io, splits
@@ -137,6 +138,7 @@ def test_previews_are_written_in_physical_proportions(tmp_path):
     assert size[0][0] == size[1][0] and size[1][1] > 1.5 * size[0][1]
 
 
+@pytest.mark.slow
 def test_preview_command_without_a_dataset(tmp_path):
     result = run_command("synth", f"--preview={tmp_path / 'p'}", "--cases=2", "--matrix=32")
     assert result.returncode == 0, result.stderr

@@ -113,6 +113,7 @@ def test_bad_models_and_checkpoints_are_clear_errors(exported, tiny_runs, tmp_pa
         jax_stage.load_stage(run)
 
 
+@pytest.mark.slow
 def test_export_command_and_jax_free_prediction(tiny_runs, phantom_root, tmp_path):
     export_run = run_command(
         "export_onnx",

@@ -87,6 +87,7 @@ def test_inference_refuses_a_checkpoint_that_does_not_match_its_config(tiny_runs
         jax_stage.load_stage(run)
 
 
+@pytest.mark.slow
 def test_train_command_exits_1_with_the_error(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("")

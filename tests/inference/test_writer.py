@@ -99,6 +99,7 @@ def test_stage_errors_name_the_path(tiny_runs, tmp_path):
     assert jax_stage.load_stage(best).step == int(best.name)
 
 
+@pytest.mark.slow
 def test_predict_command_reports_a_bad_series_and_does_the_rest(tiny_runs, phantom_root, tmp_path):
     good = tmp_path / "in" / "good.nii.gz"
     good.parent.mkdir()

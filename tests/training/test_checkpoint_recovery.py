@@ -23,6 +23,7 @@ from tests.helpers.runs import (
 )
 
 
+@pytest.mark.slow
 def test_kill_9_mid_checkpoint_write_resumes_from_the_previous_one(
     phantom_root, tmp_path, reference
 ):
@@ -45,6 +46,7 @@ def test_kill_9_mid_checkpoint_write_resumes_from_the_previous_one(
     assert not tmp_folders(tmp_path)  # the resumed run cleaned up
 
 
+@pytest.mark.slow
 def test_kill_9_at_a_random_moment_resumes_exactly(phantom_root, tmp_path, reference):
     rng = np.random.default_rng(8)
     proc = start_training(phantom_root, tmp_path, "--step-delay=0.02")

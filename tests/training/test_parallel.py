@@ -18,6 +18,7 @@ from tests.conftest import tiny_config
 from tests.helpers import HELPERS, ROOT
 
 
+@pytest.mark.slow
 def test_pmap_and_mesh_match_one_device(tmp_path):
     out = tmp_path / "params.npz"
     subprocess.run(
@@ -100,6 +101,7 @@ def _finish(procs, deadline_s):
     return outputs
 
 
+@pytest.mark.slow
 def test_two_processes_train_identically_and_checkpoint_once(phantom_root, tmp_path):
     workdir = tmp_path / "run"
     results = _finish(_start(2, phantom_root, workdir), deadline_s=400)
@@ -126,6 +128,7 @@ def test_two_processes_train_identically_and_checkpoint_once(phantom_root, tmp_p
     assert digest.hexdigest() == reports[0]["params_sha256"]
 
 
+@pytest.mark.slow
 def test_killed_peer_ends_the_other(phantom_root, tmp_path):
     procs = _start(2, phantom_root, tmp_path / "run", "die")
     start = time.monotonic()

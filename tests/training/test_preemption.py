@@ -53,6 +53,7 @@ def test_a_second_signal_stops_at_once(phantom_root, tmp_path, monkeypatch):
     ckpt.close()
 
 
+@pytest.mark.slow
 def test_sigterm_saves_within_bounded_time_exits_0_and_resumes_exactly(
     phantom_root, tmp_path, reference
 ):
