@@ -71,8 +71,8 @@ def _with_model(config, **model_fields):
 
 def _phantom_input(config, seed: int) -> np.ndarray:
     """One phantom series prepared as the stage sees it: (1, d, h, w, 1) float32."""
-    image, label, acq = render.render_case(seed, matrix=128)
-    spacing = (acq.slice_spacing, acq.pixel, acq.pixel)
+    case = render.render_case(seed, matrix=128)
+    image, label, spacing = case.image_dhw, case.label_dhw, case.spacing_dhw
     shape = tuple(config.data.input_shape)
     if config.data.crop == "label":
         box = transforms.label_box(label, spacing, config.data.crop_margin_mm, shape)

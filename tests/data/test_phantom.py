@@ -13,8 +13,10 @@ from tests.helpers.commands import run_command
 
 
 def test_render_is_deterministic_and_has_every_structure():
-    image, label, acq = render.render_case(3, matrix=128)
-    again, label_again, _ = render.render_case(3, matrix=128)
+    case = render.render_case(3, matrix=128)
+    image, label, acq = case.image_dhw, case.label_dhw, case.acquisition
+    again = render.render_case(3, matrix=128)
+    again, label_again = again.image_dhw, again.label_dhw
     np.testing.assert_array_equal(image, again)
     np.testing.assert_array_equal(label, label_again)
     assert image.shape == label.shape == (acq.num_slices, 128, 128)
@@ -33,7 +35,7 @@ def test_render_is_deterministic_and_has_every_structure():
     # Foramina only off the midline.
     assert (label[mid] == FORAMEN).sum() == 0
     assert (label[mid - 1 : mid + 2] == CANAL).sum() > 0
-    assert not np.array_equal(image, render.render_case(4, matrix=128)[0])
+    assert not np.array_equal(image, render.render_case(4, matrix=128).image_dhw)
 
 
 def test_write_dataset_layout(tmp_path):
@@ -55,7 +57,7 @@ def test_write_dataset_layout(tmp_path):
     # The generator's direction cosines are tilted, not the identity.
     assert not np.allclose(np.reshape(image.reference.GetDirection(), (3, 3)), np.eye(3))
     seeds = np.random.SeedSequence(1).generate_state(3)
-    expected, _, _ = render.render_case(int(seeds[1]), 48)
+    expected = render.render_case(int(seeds[1]), 48).image_dhw
     np.testing.assert_array_equal(image.array_dhw, expected)
     assert not list(tmp_path.glob(".tmp-*"))
 
@@ -123,7 +125,8 @@ def test_schmorl_node_is_disc_inside_the_body():
 
 
 def test_previews_are_written_in_physical_proportions(tmp_path):
-    image, label, _ = render.render_case(3, matrix=48)
+    case = render.render_case(3, matrix=48)
+    image, label = case.image_dhw, case.label_dhw
     slices = preview.preview_slices(label)
     mid_canal = (label[slices["mid"]] == CANAL).sum()
     assert mid_canal == max((label[d] == CANAL).sum() for d in range(len(label)))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +19,11 @@ from lumbar_jax.data.phantom import preview, render
 from lumbar_jax.labels import LABEL_NAMES
 
 
-def cases(num_cases: int, seed: int, matrix: int):
-    """(case id, image, label, acquisition) of each case of a phantom dataset, in order."""
+def cases(num_cases: int, seed: int, matrix: int) -> Iterator[tuple[str, render.RenderedCase]]:
+    """(case id, rendered case) of each case of a phantom dataset, in order."""
     seeds = np.random.SeedSequence(seed).generate_state(num_cases)
     for i in range(num_cases):
-        yield (f"phantom_{i:03d}", *render.render_case(int(seeds[i]), matrix))
+        yield f"phantom_{i:03d}", render.render_case(int(seeds[i]), matrix)
 
 
 def write_dataset(
@@ -55,20 +56,22 @@ def write_dataset(
     (tmp / "imagesTr").mkdir(parents=True)
     (tmp / "labelsTr").mkdir(parents=True)
     case_ids = []
-    for case_id, image, label, acq in cases(num_cases, seed, matrix):
-        spacing = (acq.slice_spacing, acq.pixel, acq.pixel)
-        rotation = render.tilt(acq.tilt_deg)
+    for case_id, case in cases(num_cases, seed, matrix):
+        spacing = case.spacing_dhw
+        rotation = render.tilt(case.acquisition.tilt_deg)
         origin = (-60.0, -100.0, 120.0)
         io.write_image(
-            io.canonical_image(image, spacing, origin, rotation),
+            io.canonical_image(case.image_dhw, spacing, origin, rotation),
             tmp / "imagesTr" / f"{case_id}_0000.nii.gz",
         )
         io.write_image(
-            io.canonical_image(label, spacing, origin, rotation),
+            io.canonical_image(case.label_dhw, spacing, origin, rotation),
             tmp / "labelsTr" / f"{case_id}.nii.gz",
         )
         if preview_dir is not None:
-            preview.write_previews(image, label, spacing, preview_dir, case_id, preview_dpi)
+            preview.write_previews(
+                case.image_dhw, case.label_dhw, spacing, preview_dir, case_id, preview_dpi
+            )
         case_ids.append(case_id)
     dataset = {
         "name": "lumbar_jax_phantom",
@@ -95,9 +98,10 @@ def write_previews_only(
 ) -> list[Path]:
     """Draws the cases of a phantom dataset and writes only their previews."""
     written = []
-    for case_id, image, label, acq in cases(num_cases, seed, matrix):
-        spacing = (acq.slice_spacing, acq.pixel, acq.pixel)
-        written += preview.write_previews(image, label, spacing, preview_dir, case_id, dpi)
+    for case_id, case in cases(num_cases, seed, matrix):
+        written += preview.write_previews(
+            case.image_dhw, case.label_dhw, case.spacing_dhw, preview_dir, case_id, dpi
+        )
     return written
 
 

@@ -19,6 +19,8 @@ from lumbar_jax.data.phantom.anatomy import Phantom
 
 @dataclass
 class Acquisition:
+    """How a case was scanned: slices, matrix, pixel size, intensity scale, noise, tilt."""
+
     num_slices: int
     slice_spacing: float
     slice_thickness: float
@@ -44,15 +46,39 @@ def _random_acquisition(rng: np.random.Generator, matrix: int) -> Acquisition:
     )
 
 
-def render_case(seed: int, matrix: int = 320) -> tuple[np.ndarray, np.ndarray, Acquisition]:
+@dataclass
+class RenderedCase:
+    """One phantom case as scanned, in canonical layout, and what it was drawn from.
+
+    Canonical voxel (d, h, w) is the phantom's point (x, y, z) = (``slice_x_mm[d]``,
+    (h + 0.5) * pixel, (w + 0.5) * pixel) in the anatomy's millimetres (``anatomy.py``).
+
+    Attributes:
+      image_dhw: the series (int16).
+      label_dhw: our labels at each slice's centre plane (uint8).
+      acquisition: slices, matrix, pixel size, ...
+      phantom: the drawn patient (spine segments, canal, cord, pathology).
+      slice_x_mm: left-right position of each slice's centre plane (mm).
+    """
+
+    image_dhw: np.ndarray
+    label_dhw: np.ndarray
+    acquisition: Acquisition
+    phantom: Phantom
+    slice_x_mm: np.ndarray
+
+    @property
+    def spacing_dhw(self) -> tuple[float, float, float]:
+        a = self.acquisition
+        return (a.slice_spacing, a.pixel, a.pixel)
+
+
+def render_case(seed: int, matrix: int = 320) -> RenderedCase:
     """Draws one case.
 
     Args:
       seed: the case's seed; the same seed gives the same case.
       matrix: in-plane matrix (the field of view is drawn, so the pixel size varies).
-
-    Returns:
-      (image_dhw int16, label_dhw uint8, acquisition), in canonical layout.
     """
     rng = np.random.default_rng(seed)
     acq = _random_acquisition(rng, matrix)
@@ -85,7 +111,8 @@ def render_case(seed: int, matrix: int = 320) -> tuple[np.ndarray, np.ndarray, A
     real = image + acq.noise * rng.standard_normal(image.shape, dtype=np.float32)
     imag = acq.noise * rng.standard_normal(image.shape, dtype=np.float32)
     image = np.sqrt(real**2 + imag**2) * acq.scale
-    return np.clip(np.round(image), 0, 32767).astype(np.int16), label, acq
+    image = np.clip(np.round(image), 0, 32767).astype(np.int16)
+    return RenderedCase(image, label, acq, phantom, centre_x)
 
 
 def tilt(deg: float) -> np.ndarray:
