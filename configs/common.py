@@ -24,6 +24,11 @@ def paper_config(stage: str, input_shape: tuple[int, int, int]) -> ml_collection
     c.optim.learning_rate = 1e-4
     c.optim.batch_size = 5
     c.optim.num_epochs = 400
+    # Not in the paper: a learning-rate schedule ("constant" is the paper's), after a linear
+    # warm-up of this many epochs; "cosine" decays to final_lr_fraction of the peak.
+    c.optim.schedule = "constant"
+    c.optim.warmup_epochs = 0.0
+    c.optim.final_lr_fraction = 0.0
     c.train = train_config()
     return c
 

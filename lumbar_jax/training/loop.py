@@ -90,9 +90,11 @@ def _data_from(config, dataset, step: int):
     )
 
 
-def restore_or_init(config, dataset, ckpt: Checkpoints, init_rng) -> tuple[TrainState, Any]:
+def restore_or_init(
+    config, dataset, ckpt: Checkpoints, init_rng, steps_per_epoch: int
+) -> tuple[TrainState, Any]:
     """(host state, data iterator): from the latest checkpoint that restores, else fresh."""
-    host_state = jax.device_get(create_train_state(config, init_rng))
+    host_state = jax.device_get(create_train_state(config, init_rng, steps_per_epoch))
     data_iter = _data_from(config, dataset, 0)
     if ckpt.latest_step() is None:
         return host_state, data_iter
@@ -167,7 +169,9 @@ def train_and_evaluate(
     workdir = Path(workdir)
     dp, dataset, schedule, ckpt = _set_up(config, workdir, max_steps)
     init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
-    host_state, data_iter = restore_or_init(config, dataset, ckpt, init_rng)
+    host_state, data_iter = restore_or_init(
+        config, dataset, ckpt, init_rng, schedule.steps_per_epoch
+    )
     start_step = final_step = int(host_state.step)
     state = dp.place_state(host_state)
     del host_state

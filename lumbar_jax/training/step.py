@@ -11,7 +11,7 @@ import optax
 
 from lumbar_jax.model import make_model
 from lumbar_jax.training import losses
-from lumbar_jax.training.state import TrainState, make_optimizer
+from lumbar_jax.training.state import TrainState
 
 
 def add_noise(
@@ -55,7 +55,7 @@ def train_step(
       (the new state, metrics: loss and its parts, grad_norm, and ``finite``: whether the
       update was applied).
     """
-    model, tx = make_model(config), make_optimizer(config)
+    model = make_model(config)
     rng = jax.random.fold_in(rng, state.step)
     local_batch = batch["image_dhwc"].shape[0]
     first = jax.lax.axis_index(axis_name) * local_batch if axis_name else 0
@@ -83,8 +83,10 @@ def train_step(
         # Equal shards: the mean of the shards' mean losses is the global mean loss.
         grads, metrics = jax.lax.pmean((grads, metrics), axis_name)
     with jax.named_scope("optimizer"):
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
+        # inject_hyperparams records the rate it computed for this update in the new state.
+        learning_rate = opt_state.hyperparams["learning_rate"]
     # A step whose loss, gradients or new parameters are not finite keeps the old state. It
     # is decided here, on the device, from values every replica holds alike after the pmean
     # (or the global values under a mesh), so replicas agree without a host round trip; the
@@ -97,7 +99,12 @@ def train_step(
     )
     # The step advances either way: it numbers the batches and keys the noise.
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
-    return new_state, {**metrics, "grad_norm": optax.tree.norm(grads), "finite": finite}
+    return new_state, {
+        **metrics,
+        "grad_norm": optax.tree.norm(grads),
+        "learning_rate": learning_rate,
+        "finite": finite,
+    }
 
 
 def all_finite(tree: Any) -> jnp.ndarray:
