@@ -24,14 +24,18 @@ from pathlib import Path
 
 from lumbar_jax.data import splits as splits_lib
 from lumbar_jax.data.phantom import dataset as phantom
+from lumbar_jax.data.phantom import tissues
 from lumbar_jax.labels import LABEL_NAMES
 
 
 @dataclass(frozen=True)
 class Case:
+    """One case's files. ``tissue_path``: a tissue map (the phantom's), when there is one."""
+
     case_id: str
     image_path: Path
     label_path: Path | None
+    tissue_path: Path | None = None
 
 
 @dataclass
@@ -97,6 +101,11 @@ def load_nnunet_raw(root: str | Path, split_seed: int = 0) -> Dataset:
             )
         label_map[int(value)] = LABEL_NAMES.index(name)
     labeled = tuple(name in labels for name in LABEL_NAMES)
+    if "tissues" in meta and tuple(meta["tissues"]) != tissues.NAMES:
+        raise ValueError(
+            f"{meta_path}: its tissue maps name other tissues than this version's "
+            f"({len(meta['tissues'])} listed, {tissues.NUM_TISSUES} expected); regenerate them."
+        )
     suffix = f"_0000{ending}"
     images = sorted((root / "imagesTr").glob(f"*{suffix}"))
     if not images:
@@ -107,7 +116,10 @@ def load_nnunet_raw(root: str | Path, split_seed: int = 0) -> Dataset:
         label_path = root / "labelsTr" / f"{case_id}{ending}"
         if not label_path.is_file():
             raise ValueError(f"{label_path}: missing label for image {image_path.name}.")
-        cases[case_id] = Case(case_id, image_path, label_path)
+        tissue_path = root / "tissuesTr" / f"{case_id}{ending}"
+        cases[case_id] = Case(
+            case_id, image_path, label_path, tissue_path if tissue_path.is_file() else None
+        )
     splits = meta.get("split") or splits_lib.split_case_ids(sorted(cases), split_seed)
     for name, ids in splits.items():
         unknown = sorted(set(ids) - set(cases))

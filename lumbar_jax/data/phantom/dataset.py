@@ -1,6 +1,7 @@
 """The built-in phantom dataset: generated once into the cache, in nnU-Net raw layout.
 
-``write_dataset`` writes ``imagesTr/<case>_0000.nii.gz``, ``labelsTr/<case>.nii.gz`` and
+``write_dataset`` writes ``imagesTr/<case>_0000.nii.gz``, ``labelsTr/<case>.nii.gz``,
+``tissuesTr/<case>.nii.gz`` (the tissue of every voxel, ``tissues.py``) and
 ``dataset.json`` (label names and a train/validation/test split in the paper's proportions).
 """
 
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from lumbar_jax.data import io, splits
-from lumbar_jax.data.phantom import preview, render
+from lumbar_jax.data.phantom import preview, render, tissues
 from lumbar_jax.labels import LABEL_NAMES
 
 
@@ -55,6 +56,7 @@ def write_dataset(
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "imagesTr").mkdir(parents=True)
     (tmp / "labelsTr").mkdir(parents=True)
+    (tmp / "tissuesTr").mkdir(parents=True)
     case_ids = []
     for case_id, case in cases(num_cases, seed, matrix):
         spacing = case.spacing_dhw
@@ -68,6 +70,10 @@ def write_dataset(
             io.canonical_image(case.label_dhw, spacing, origin, rotation),
             tmp / "labelsTr" / f"{case_id}.nii.gz",
         )
+        io.write_image(
+            io.canonical_image(case.tissue_dhw, spacing, origin, rotation),
+            tmp / "tissuesTr" / f"{case_id}.nii.gz",
+        )
         if preview_dir is not None:
             preview.write_previews(
                 case.image_dhw, case.label_dhw, spacing, preview_dir, case_id, preview_dpi
@@ -78,6 +84,8 @@ def write_dataset(
         "description": f"Synthetic sagittal T2 lumbar series, seed {seed}, matrix {matrix}.",
         "channel_names": {"0": "T2"},
         "labels": {name: i for i, name in enumerate(LABEL_NAMES)},
+        # tissuesTr/<case>.nii.gz: the tissue of every voxel (data.synthesis="tissues").
+        "tissues": list(tissues.NAMES),
         "numTraining": num_cases,
         "file_ending": ".nii.gz",
         "split": splits.split_case_ids(case_ids, seed),
@@ -106,7 +114,7 @@ def write_previews_only(
 
 
 # Part of the cache folder's name: bump it when the generator's output changes.
-DATASET_VERSION = 2
+DATASET_VERSION = 3
 
 
 def phantom_root(cache_dir: str | Path, num_cases: int, seed: int, matrix: int) -> Path:
