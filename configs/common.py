@@ -12,6 +12,9 @@ def paper_config(stage: str, input_shape: tuple[int, int, int]) -> ml_collection
     c.seed = 0
     # Data parallel over all devices: "mesh" (jit over a device Mesh) or "pmap".
     c.parallel = "mesh"
+    # Fine-tuning: a run folder or checkpoint whose parameters start this run (its best, else
+    # its latest; the optimizer starts afresh). Empty: initialised at random.
+    c.init_from = ""
     c.data = data_config(input_shape)
     c.aug = augmentation_config()
     c.model = model_config()

@@ -18,6 +18,7 @@ import ml_collections
 from lumbar_jax import config as config_lib
 from lumbar_jax.checkpoint import Checkpoints
 from lumbar_jax.data import check, datasets, pipeline
+from lumbar_jax.inference import jax_stage
 from lumbar_jax.training import preemption as preemption_lib
 from lumbar_jax.training.monitor import StepMonitor, check_policy
 from lumbar_jax.training.parallel import DataParallel
@@ -36,20 +37,51 @@ ARCHITECTURE_FIELDS = (
 )
 
 
+def architecture_mismatch(
+    config: ml_collections.ConfigDict, other: ml_collections.ConfigDict
+) -> str | None:
+    """The first architecture field two configs disagree on, as a sentence; None if none."""
+    ours, theirs = config_lib.to_dict(config), config_lib.to_dict(other)
+    for section, key in ARCHITECTURE_FIELDS:
+        old, new = theirs[section].get(key), ours[section][key]
+        if old != new:
+            return f"config.{section}.{key} = {old}, not {new}"
+    return None
+
+
 def check_resume_config(config: ml_collections.ConfigDict, workdir: Path) -> None:
     """Raises ValueError, naming the field, if the workdir was trained with another model."""
     path = workdir / "config.json"
     if not path.is_file():
         return
-    saved = config_lib.to_dict(config_lib.read_config(path))
-    current = config_lib.to_dict(config)
-    for section, key in ARCHITECTURE_FIELDS:
-        old, new = saved[section].get(key), current[section][key]
-        if old != new:
-            raise ValueError(
-                f"{path}: this workdir was trained with config.{section}.{key} = {old}, "
-                f"not {new}; use a new --workdir or the same value."
-            )
+    mismatch = architecture_mismatch(config, config_lib.read_config(path))
+    if mismatch:
+        raise ValueError(
+            f"{path}: this workdir was trained with {mismatch}; use a new --workdir or the "
+            "same value."
+        )
+
+
+def initial_params(config: ml_collections.ConfigDict, params: Any) -> Any:
+    """``params``, or those of the run ``config.init_from`` names (its best, else latest).
+
+    Fine-tuning starts from another run's parameters with a fresh optimizer state.
+
+    Raises:
+      ValueError: naming the run and the field, when its model differs from this config's.
+    """
+    if not config.get("init_from"):
+        return params
+    source = jax_stage.load_stage(config.init_from)
+    mismatch = architecture_mismatch(config, source.config)
+    if mismatch:
+        raise ValueError(
+            f"{source.source}: config.init_from names a run trained with {mismatch}; "
+            "its parameters do not fit this model."
+        )
+    if jax.process_index() == 0:
+        print(f"Parameters from {source.source} (step {source.step}).", flush=True)
+    return jax.device_get(source.params)
 
 
 def checked_dataset(config: ml_collections.ConfigDict) -> datasets.Dataset:
@@ -93,11 +125,12 @@ def _data_from(config, dataset, step: int):
 def restore_or_init(
     config, dataset, ckpt: Checkpoints, init_rng, steps_per_epoch: int
 ) -> tuple[TrainState, Any]:
-    """(host state, data iterator): from the latest checkpoint that restores, else fresh."""
+    """(host state, data iterator): from the latest checkpoint that restores, else fresh
+    (with ``config.init_from``'s parameters, when it names a run)."""
     host_state = jax.device_get(create_train_state(config, init_rng, steps_per_epoch))
     data_iter = _data_from(config, dataset, 0)
     if ckpt.latest_step() is None:
-        return host_state, data_iter
+        return host_state.replace(params=initial_params(config, host_state.params)), data_iter
     # Falls back to the previous checkpoint when the newest one does not restore.
     host_state, resumed, with_iter = ckpt.restore_for_resume(host_state, data_iter)
     if not with_iter:
