@@ -29,13 +29,20 @@ class Phantom:
     def __init__(self, rng: np.random.Generator, fov_mm: float):
         self.rng = rng
         self.fov = fov_mm
-        top_y = rng.uniform(-0.12, 0.0) * fov_mm
-        self.z_body = rng.uniform(0.42, 0.52) * fov_mm
-        self.segments = build_spine(rng, top_y, self.z_body)
+        # Where the spine sits in the field of view varies as on real series: the middle of
+        # L3 anywhere from 40 % to 62 % down, the column 35-60 % back from the front edge.
+        self.z_body = rng.uniform(0.35, 0.6) * fov_mm
+        self.segments = build_spine(rng, 0.0, self.z_body)
+        shift = rng.uniform(0.40, 0.62) * fov_mm - next(
+            s.cy for s in self.segments if s.name == "L3"
+        )
+        for segment in self.segments:
+            segment.cy += shift
         self.sac_rx = rng.uniform(7.0, 9.5)
         self.sac_rz = rng.uniform(5.5, 7.5)
         self.cord_rx, self.cord_rz = rng.uniform(4.0, 5.0), rng.uniform(3.0, 3.8)
-        self.back_skin = self.z_body + rng.uniform(0.40, 0.48) * fov_mm
+        # The body's depth in mm, not in fields of view: a large field shows air around it.
+        self.back_skin = self.z_body + rng.uniform(70.0, 140.0)
         self.fat = rng.uniform(10.0, 30.0)
         bodies = [s for s in self.segments if s.kind == "body"]
         self.bodies = {s.name: s for s in bodies}
@@ -88,7 +95,7 @@ class Phantom:
         self.back_follow = rng.uniform(0.4, 0.8)
         self.sac_z_mean = float(self.sac_z.mean())
         # Anterior abdominal wall (often outside the field of view) and its fat.
-        self.front_skin = self.z_body - rng.uniform(0.38, 0.5) * fov_mm
+        self.front_skin = self.z_body - rng.uniform(90.0, 240.0)
         self.front_fat = rng.uniform(8.0, 30.0)
         # Bowel loops in mesenteric fat: a smooth random field, continuous across slices.
         k = 8
@@ -96,6 +103,17 @@ class Phantom:
         directions /= np.linalg.norm(directions, axis=1, keepdims=True)
         self.bowel_k = directions * (2 * math.pi / rng.uniform(25.0, 70.0, (k, 1)))
         self.bowel_phase = rng.uniform(0, 2 * math.pi, k)
+        # Posterior elements differ from vertebra to vertebra: spinous process length (mm),
+        # its droop (mm down per mm back), its half width, the lamina's thickness.
+        self.posterior = {
+            s.name: (
+                rng.uniform(22.0, 40.0),
+                rng.uniform(0.0, 0.45),
+                rng.uniform(2.5, 4.5),
+                rng.uniform(5.0, 9.0),
+            )
+            for s in bodies
+        }
 
     def sac_center_z(self, y: np.ndarray) -> np.ndarray:
         return np.interp(y, self.sac_y, self.sac_z)
@@ -229,17 +247,19 @@ class Phantom:
                 )
         plane.paint(roots & ~cord, 0.22, T["cauda_equina"], CORD)
 
-    def _posterior_elements(self, plane: Plane, x: float, s: Segment, u, v) -> None:
+    def _posterior_elements(self, plane: Plane, x: float, s: Segment, u_body, v) -> None:
         """Pedicles, laminae and spinous processes: marrow inside a dark cortical shell."""
         front = s.half_depth + 1.5
         canal_back = front + 2 * self.sac_rz + 5.0
         ax = abs(x)
         cortex = 1.2
 
-        def bone(u_lo, u_hi, v_lo, v_hi, x_lo, x_hi):
+        def bone(u_lo, u_hi, v_lo, v_hi, x_lo, x_hi, droop=0.0):
             # Within ``cortex`` of the element's left-right edges the plane cuts only cortex.
             if not x_lo <= ax <= x_hi:
                 return
+            # A drooping element: its upper and lower edges go down as it goes back.
+            u = u_body - droop * np.maximum(v - v_lo, 0.0)
             outer = (u > u_lo) & (u < u_hi) & (v > v_lo) & (v < v_hi)
             plane.paint(outer, 0.1, T["posterior_cortex"])
             if min(ax - x_lo, x_hi - ax) > cortex or x_lo == 0.0:
@@ -252,10 +272,19 @@ class Phantom:
                 plane.paint(inner, self.marrow * 0.7, T["posterior_marrow"])
 
         h = s.half_height
+        spinous, droop, spinous_x, lamina = self.posterior[s.name]
         # Pedicle: the upper part of the vertebra, bridging body and lamina.
         bone(-h, 0.15 * h, front - 3, canal_back + 4, self.sac_rx + 1.5, self.sac_rx + 9.0)
-        bone(-0.45 * h, 1.15 * h, canal_back, canal_back + 7.0, 0.0, self.sac_rx + 9.0)  # lamina
-        bone(0.05 * h, 0.95 * h, canal_back + 5.0, canal_back + 38.0, 0.0, 3.5)  # spinous
+        bone(-0.45 * h, 1.15 * h, canal_back, canal_back + lamina, 0.0, self.sac_rx + 9.0)
+        bone(
+            0.05 * h,
+            0.95 * h,
+            canal_back + 5.0,
+            canal_back + 5.0 + spinous,
+            0.0,
+            spinous_x,
+            droop,
+        )  # the spinous process
 
     def _foramina(self, plane: Plane, x: float, y, z) -> None:
         """Foramina between the pedicles: fat around an exiting root, off the midline."""

@@ -33,7 +33,7 @@ class Acquisition:
 
 def _random_acquisition(rng: np.random.Generator, matrix: int) -> Acquisition:
     thickness = rng.uniform(3.5, 5.0)
-    fov = rng.uniform(260.0, 320.0)
+    fov = rng.uniform(220.0, 400.0)  # real series: 220-380 mm (../shared/data/real)
     return Acquisition(
         num_slices=int(rng.integers(12, 21)),
         slice_spacing=thickness * rng.uniform(1.05, 1.1),
