@@ -63,14 +63,15 @@ def read_label(case: Case, dataset: Dataset, image: io.Volume) -> np.ndarray:
             raise ValueError(f"{case.label_path}: label values are not integers.")
         raw = raw.astype(np.int64)
     values = np.unique(raw)
-    unknown = sorted(set(values.tolist()) - set(dataset.label_map))
+    label_map = dataset.label_map_of(case)
+    unknown = sorted(set(values.tolist()) - set(label_map))
     if unknown:
         raise ValueError(
             f"{case.label_path}: label values {unknown} are not declared; "
-            f"known values: {sorted(dataset.label_map)}."
+            f"known values: {sorted(label_map)}."
         )
     lut = np.zeros(int(values.max()) + 1, np.uint8)
-    for src, dst in dataset.label_map.items():
+    for src, dst in label_map.items():
         if 0 <= src < lut.size:
             lut[src] = dst
     return lut[raw]
@@ -123,7 +124,7 @@ def prepare_case(
         transforms.auto_window(image.array_dhw, window_percentiles, case.image_path),
         read_label(case, dataset, image),
         image.spacing_dhw,
-        np.asarray(dataset.labeled_classes, bool),
+        np.asarray(dataset.labeled_of(case), bool),
         tissue,
     )
 
@@ -159,8 +160,8 @@ def cache_path(
             _file_identity(case.label_path),
             _file_identity(case.tissue_path if with_tissue else None),
             [float(p) for p in window_percentiles],
-            sorted(dataset.label_map.items()),
-            list(dataset.labeled_classes),
+            sorted(dataset.label_map_of(case).items()),
+            list(dataset.labeled_of(case)),
         ]
     )
     digest = hashlib.sha256(key.encode()).hexdigest()[:24]
