@@ -128,6 +128,9 @@ def model_config() -> ml_collections.ConfigDict:
     m.layer_impl = "auto"
     m.dtype = "float32"
     m.remat = False
+    # Not in the paper: nnU-Net's deep supervision, a loss on this many coarser decoder levels
+    # too (weights halving per level); inference and export use the full-resolution head.
+    m.deep_supervision = 0
     return m
 
 

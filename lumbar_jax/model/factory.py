@@ -25,13 +25,15 @@ def make_model(config: ml_collections.ConfigDict) -> UNet3D:
         layer_impl=m.get("layer_impl", "auto"),
         dtype=jnp.dtype(m.dtype),
         remat=m.remat,
+        deep_supervision=m.get("deep_supervision", 0),
     )
 
 
 def init_params(config: ml_collections.ConfigDict, rng: jax.Array) -> Any:
     """Initial float32 parameters of the config's model at its input shape."""
     image_bdhwc = jnp.zeros((1, *config.data.input_shape, 1), jnp.float32)
-    return make_model(config).init(rng, image_bdhwc)["params"]
+    # all_scales: the deep-supervision heads are parameters too.
+    return make_model(config).init(rng, image_bdhwc, all_scales=True)["params"]
 
 
 def param_shapes(config: ml_collections.ConfigDict) -> Any:

@@ -31,10 +31,15 @@ from lumbar_jax.training.writer import make_writer
 # Fields that shape the parameters or their meaning: a workdir refuses a config changing them.
 # (conv_impl, layer_impl, dtype and remat may change between runs: the parameters stay.)
 ARCHITECTURE_FIELDS = (
-    *[("model", k) for k in ("base_filters", "pool_factors", "norm", "num_groups")],
+    *[
+        ("model", k)
+        for k in ("base_filters", "pool_factors", "norm", "num_groups", "deep_supervision")
+    ],
     ("data", "input_shape"),
     ("data", "num_classes"),
 )
+# What a field meant in configs saved before it existed.
+_FIELD_DEFAULTS = {("model", "deep_supervision"): 0}
 
 
 def architecture_mismatch(
@@ -43,7 +48,8 @@ def architecture_mismatch(
     """The first architecture field two configs disagree on, as a sentence; None if none."""
     ours, theirs = config_lib.to_dict(config), config_lib.to_dict(other)
     for section, key in ARCHITECTURE_FIELDS:
-        old, new = theirs[section].get(key), ours[section][key]
+        default = _FIELD_DEFAULTS.get((section, key))
+        old, new = theirs[section].get(key, default), ours[section].get(key, default)
         if old != new:
             return f"config.{section}.{key} = {old}, not {new}"
     return None

@@ -76,3 +76,46 @@ def segmentation_loss(
     ce = marginal_cross_entropy(logits_bdhwc, label_bdhw, labeled_bc, class_weights_c)
     dice = soft_dice_loss(logits_bdhwc, label_bdhw, labeled_bc)
     return ce_weight * ce + dice_weight * dice, {"ce": ce, "dice_loss": dice}
+
+
+def downsample_labels(label_bdhw: jnp.ndarray, factors_dhw: tuple[int, int, int]) -> jnp.ndarray:
+    """Nearest-neighbour labels at a coarser grid: the middle voxel of each block."""
+    fd, fh, fw = factors_dhw
+    return label_bdhw[:, fd // 2 :: fd, fh // 2 :: fh, fw // 2 :: fw]
+
+
+def deep_supervision_weights(levels: int) -> list[float]:
+    """nnU-Net's weights: halving per level, normalised to sum to one."""
+    raw = [0.5**i for i in range(levels)]
+    return [w / sum(raw) for w in raw]
+
+
+def multiscale_loss(
+    logits_per_level: list[jnp.ndarray],
+    label_bdhw: jnp.ndarray,
+    labeled_bc: jnp.ndarray,
+    pool_factors: tuple[tuple[int, int, int], ...],
+    **loss_options,
+) -> tuple[jnp.ndarray, dict[str, jnp.ndarray]]:
+    """``segmentation_loss`` at full resolution and at each deep-supervised coarser level.
+
+    Args:
+      logits_per_level: full-resolution logits, then those of decoder levels 1, 2, ...
+      label_bdhw: full-resolution labels.
+      labeled_bc: which classes each case labels.
+      pool_factors: the network's pooling per level (level k's grid is the input divided by
+        the product of the first k factors).
+      **loss_options: ``segmentation_loss``'s weights.
+
+    Returns:
+      (weighted loss, the full-resolution level's parts).
+    """
+    weights = deep_supervision_weights(len(logits_per_level))
+    total, parts, factors = 0.0, None, (1, 1, 1)
+    for level, (logits, weight) in enumerate(zip(logits_per_level, weights, strict=True)):
+        if level:
+            factors = tuple(f * p for f, p in zip(factors, pool_factors[level - 1], strict=True))
+        labels = downsample_labels(label_bdhw, factors)
+        loss, level_parts = segmentation_loss(logits, labels, labeled_bc, **loss_options)
+        total, parts = total + weight * loss, parts or level_parts
+    return total, parts

@@ -71,17 +71,22 @@ def train_step(
     image = augmented_image(batch, rng, first + jnp.arange(local_batch), config)
     label = batch["label_dhw"].astype(jnp.int32)
 
+    options = {
+        "ce_weight": config.loss.ce_weight,
+        "dice_weight": config.loss.dice_weight,
+        "class_weights_c": config.loss.get("class_weights") or None,
+    }
+
     def loss_fn(params):
+        if model.deep_supervision:
+            logits = model.apply({"params": params}, image, all_scales=True)
+            with jax.named_scope("loss"):
+                return losses.multiscale_loss(
+                    logits, label, batch["labeled_c"], model.pool_factors, **options
+                )
         logits = model.apply({"params": params}, image)
         with jax.named_scope("loss"):
-            return losses.segmentation_loss(
-                logits,
-                label,
-                batch["labeled_c"],
-                config.loss.ce_weight,
-                config.loss.dice_weight,
-                config.loss.get("class_weights") or None,
-            )
+            return losses.segmentation_loss(logits, label, batch["labeled_c"], **options)
 
     (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     metrics = {"loss": loss, **parts}

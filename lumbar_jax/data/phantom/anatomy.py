@@ -69,28 +69,7 @@ class Phantom:
             if rng.random() < 0.025
         ]
         self.root_offsets = rng.uniform(-1.0, 1.0, size=(8, 2))
-        # Sac centreline: behind each segment's posterior wall, along its normal.
-        pts = []
-        for s in self.segments:
-            off = s.half_depth + 2.0 + self.sac_rz
-            pts.append((s.cy - off * math.sin(s.theta), s.cz + off * math.cos(s.theta)))
-        pts.sort()
-        self.sac_y = np.array([p[0] for p in pts])
-        self.sac_z = np.array([p[1] for p in pts])
-        # Anterior surface of the column, which the great vessels and the bowel lie against.
-        front = sorted(
-            (s.cy + s.half_depth * math.sin(s.theta), s.cz - s.half_depth * math.cos(s.theta))
-            for s in bodies
-        )
-        # Extended along the end segments' slopes, so the line does not turn vertical where
-        # the spine leaves the field of view.
-        front = [
-            extend(front[1], front[0], 200.0),
-            *front,
-            extend(front[-2], front[-1], 200.0),
-        ]
-        self.front_y = np.array([p[0] for p in front])
-        self.front_z = np.array([p[1] for p in front])
+        self._centrelines(bodies)
         # The back follows the lordosis in part; its mean distance is back_skin.
         self.back_follow = rng.uniform(0.4, 0.8)
         self.sac_z_mean = float(self.sac_z.mean())
@@ -114,6 +93,31 @@ class Phantom:
             )
             for s in bodies
         }
+
+    def _centrelines(self, bodies: list[Segment]) -> None:
+        """The dural sac's centreline and the column's anterior surface, in the plane."""
+        # Sac centreline: behind each segment's posterior wall, along its normal.
+        pts = []
+        for s in self.segments:
+            off = s.half_depth + 2.0 + self.sac_rz
+            pts.append((s.cy - off * math.sin(s.theta), s.cz + off * math.cos(s.theta)))
+        pts.sort()
+        self.sac_y = np.array([p[0] for p in pts])
+        self.sac_z = np.array([p[1] for p in pts])
+        # Anterior surface of the column, which the great vessels and the bowel lie against.
+        front = sorted(
+            (s.cy + s.half_depth * math.sin(s.theta), s.cz - s.half_depth * math.cos(s.theta))
+            for s in bodies
+        )
+        # Extended along the end segments' slopes, so the line does not turn vertical where
+        # the spine leaves the field of view.
+        front = [
+            extend(front[1], front[0], 200.0),
+            *front,
+            extend(front[-2], front[-1], 200.0),
+        ]
+        self.front_y = np.array([p[0] for p in front])
+        self.front_z = np.array([p[1] for p in front])
 
     def sac_center_z(self, y: np.ndarray) -> np.ndarray:
         return np.interp(y, self.sac_y, self.sac_z)
