@@ -7,7 +7,10 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import itertools
 import json
+import multiprocessing
 import os
 import shutil
 from collections.abc import Iterator
@@ -21,10 +24,22 @@ from lumbar_jax.labels import LABEL_NAMES
 
 
 def cases(num_cases: int, seed: int, matrix: int) -> Iterator[tuple[str, render.RenderedCase]]:
-    """(case id, rendered case) of each case of a phantom dataset, in order."""
-    seeds = np.random.SeedSequence(seed).generate_state(num_cases)
-    for i in range(num_cases):
-        yield f"phantom_{i:03d}", render.render_case(int(seeds[i]), matrix)
+    """(case id, rendered case) of each case of a phantom dataset, in order.
+
+    Cases are drawn in worker processes, one per CPU core (each case has its own seed, so
+    the result does not depend on how many): drawing is most of the generation's time.
+    """
+    seeds = [int(s) for s in np.random.SeedSequence(seed).generate_state(num_cases)]
+    workers = min(os.cpu_count() or 1, 8, num_cases)
+    if workers <= 1:
+        rendered = map(render.render_case, seeds, itertools.repeat(matrix))
+        yield from ((f"phantom_{i:03d}", case) for i, case in enumerate(rendered))
+        return
+    # "spawn": the caller may have started JAX's threads, which a fork would copy broken.
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        rendered = pool.map(render.render_case, seeds, itertools.repeat(matrix))
+        yield from ((f"phantom_{i:03d}", case) for i, case in enumerate(rendered))
 
 
 def write_dataset(
