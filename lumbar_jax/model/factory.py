@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 
 from lumbar_jax.model.unet3d import UNet3D
+
+if TYPE_CHECKING:  # the GPU probe's image has no ml_collections; the model does not need it
+    import ml_collections
 
 
 def make_model(config: ml_collections.ConfigDict) -> UNet3D:
