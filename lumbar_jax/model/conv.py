@@ -5,7 +5,9 @@ fast. ``stack2d`` rewrites one 3D convolution as a single 2D convolution over de
 inputs: the three depth-shifted copies of the input are concatenated on channels and the
 kernel's depth axis is folded into its input channels. The parameters (``kernel`` of shape
 (kd, kh, kw, in, out), ``bias``) are the same as ``flax.linen.Conv``'s, so checkpoints and
-ONNX export do not depend on the implementation chosen.
+ONNX export do not depend on the implementation chosen. ``onednn`` runs the convolution, its
+data gradient and its weight gradient as oneDNN primitives through the XLA FFI (CPU only; a C++
+extension that the install builds, see ``model/onednn.py``).
 
 Pooling and the transposed convolution going up use windows equal to their strides, so each
 is also a reshape: with ``layer_impl="custom"`` pooling takes the maximum over a reshaped array
@@ -25,18 +27,29 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-CONV_IMPLS = ("auto", "xla", "stack2d")
+from lumbar_jax.model import onednn
+
+CONV_IMPLS = ("auto", "xla", "stack2d", "onednn")
 LAYER_IMPLS = ("auto", "flax", "custom")
 
 
 def resolve_conv_impl(impl: str) -> str:
-    """Maps ``auto`` to the fastest implementation measured on the default backend."""
+    """Maps ``auto`` to the fastest implementation measured on the default backend.
+
+    On CPU that is ``onednn`` when its extension loads, else ``stack2d`` (with a warning, once
+    per process); cuDNN/TPU 3D convolutions are fast, so ``xla`` elsewhere. An explicit
+    ``onednn`` where it cannot run (another backend, extension missing) falls back the same way.
+    """
     if impl not in CONV_IMPLS:
         raise ValueError(f"Unknown conv_impl {impl!r}; choose one of {CONV_IMPLS}.")
-    if impl == "auto":
-        # cuDNN/TPU 3D convolutions are fast; only XLA:CPU needs the rewrite.
-        return "stack2d" if jax.default_backend() == "cpu" else "xla"
-    return impl
+    if impl not in ("auto", "onednn"):
+        return impl
+    if jax.default_backend() != "cpu":
+        return "xla"
+    if onednn.available():
+        return "onednn"
+    onednn.warn_unavailable()
+    return "stack2d"
 
 
 def resolve_layer_impl(impl: str) -> str:
@@ -73,7 +86,7 @@ def conv3d_stack2d(x_bdhwc: jnp.ndarray, kernel_dhwio: jnp.ndarray) -> jnp.ndarr
     return y.reshape(b, d, h, w, out)
 
 
-_IMPLS = {"xla": conv3d_xla, "stack2d": conv3d_stack2d}
+_IMPLS = {"xla": conv3d_xla, "stack2d": conv3d_stack2d, "onednn": onednn.conv3d_onednn}
 
 
 class Conv3D(nn.Module):
