@@ -7,7 +7,8 @@ WORKDIR ?= runs/demo
 
 .PHONY: demo test test-fast lint format clean
 
-$(STAMP): pyproject.toml
+# The install also compiles the oneDNN conv extension (setup.py), so its sources count too.
+$(STAMP): pyproject.toml setup.py lumbar_jax/model/csrc/onednn_conv.cc
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
@@ -34,4 +35,4 @@ format: $(STAMP)
 	$(PY) -m ruff check --fix .
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache build lumbar_jax/model/_onednn_conv*.so

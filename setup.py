@@ -57,7 +57,7 @@ def _extensions() -> list[Extension]:
             "lumbar_jax.model._onednn_conv",
             sources=[str(CSRC / "onednn_conv.cc")],
             library_dirs=[lib],
-            libraries=["dnnl"],
+            libraries=["dnnl", "gomp"],  # gomp: the OpenMP of libdnnl.so.3
             # -isystem: no warnings from the vendored XLA and oneDNN headers.
             extra_compile_args=[
                 *("-isystem", str(CSRC / "third_party"), "-isystem", include),

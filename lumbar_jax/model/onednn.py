@@ -17,7 +17,8 @@ Threads: oneDNN runs on its own OpenMP threads (all cores, ``OMP_NUM_THREADS`` t
 next to XLA's thread pool; the handlers serialize their calls. OpenMP's threads spin after a
 call by default and then take the cores from XLA's threads that run the next operations (the
 convolutions alone took 2-3x longer here), so loading the library sets ``OMP_WAIT_POLICY``
-to ``PASSIVE`` unless the environment sets it (read once, when libgomp loads).
+to ``PASSIVE`` unless the environment sets it or ``GOMP_SPINCOUNT`` (read once, when libgomp
+loads).
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def _load() -> ctypes.CDLL:
         )
     dnnl = _libdnnl_path() or "libdnnl.so.3"
     # OpenMP reads its wait policy once, when libgomp loads with libdnnl (see the module doc).
-    set_policy = "OMP_WAIT_POLICY" not in os.environ
+    set_policy = "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ
     if set_policy:
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     try:

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lumbar_jax.model import UNet3D
+from lumbar_jax.model import UNet3D, onednn
 from lumbar_jax.model.conv import (
     CONV_IMPLS,
     LAYER_IMPLS,
@@ -54,8 +54,9 @@ def test_unet_same_params_and_outputs_for_every_impl():
 
 
 def test_resolve_conv_impl():
-    assert resolve_conv_impl("auto") == ("stack2d" if jax.default_backend() == "cpu" else "xla")
-    assert set(CONV_IMPLS) == {"auto", "xla", "stack2d"}
+    cpu = "onednn" if onednn.available() else "stack2d"
+    assert resolve_conv_impl("auto") == (cpu if jax.default_backend() == "cpu" else "xla")
+    assert set(CONV_IMPLS) == {"auto", "xla", "stack2d", "onednn"}
     with pytest.raises(ValueError, match="Unknown conv_impl 'cudnn'"):
         resolve_conv_impl("cudnn")
 
@@ -63,7 +64,7 @@ def test_resolve_conv_impl():
 @pytest.mark.parametrize("impl", [i for i in CONV_IMPLS if i != "auto"])
 def test_every_impl_matches_xla(impl):
     """Outputs within rtol 1e-4 / atol 1e-5 and gradients within atol 1e-4 of the XLA conv."""
-    impls = {"xla": conv3d_xla, "stack2d": conv3d_stack2d}
+    impls = {"xla": conv3d_xla, "stack2d": conv3d_stack2d, "onednn": onednn.conv3d_onednn}
     x = jax.random.normal(jax.random.key(2), (1, 4, 6, 5, 3))
     k = jax.random.normal(jax.random.key(3), (3, 3, 3, 3, 5))
     np.testing.assert_allclose(impls[impl](x, k), conv3d_xla(x, k), rtol=RTOL, atol=ATOL)
@@ -79,7 +80,7 @@ def _grads(fn, *args):
     return jax.grad(lambda *a: jnp.sum(jnp.sin(fn(*a))), argnums=tuple(range(len(args))))(*args)
 
 
-@pytest.mark.parametrize("impl", ["xla", "stack2d"])
+@pytest.mark.parametrize("impl", ["xla", "stack2d", "onednn"])
 def test_conv_of_parts_is_conv_of_concatenation(impl):
     """Conv3D(a, b): same kernel, outputs and gradients as Conv3D(concatenate([a, b]))."""
     a = jax.random.normal(jax.random.key(4), (2, 4, 6, 5, 3))

@@ -192,7 +192,7 @@ def test_fallback_when_the_extension_is_missing(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # once per process
         assert resolve_conv_impl("onednn") == expected
-    x, k, _ = _inputs((1, 3, 4, 5), 2, 3)
+    x = _inputs((1, 3, 4, 5), 2, 3)[0]
     conv = Conv3D(3, impl="onednn")
     params = conv.init(jax.random.key(0), x)
     np.testing.assert_allclose(

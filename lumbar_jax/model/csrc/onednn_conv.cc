@@ -29,6 +29,8 @@
 #include <unordered_map>
 #include <utility>
 
+#include <omp.h>
+
 #include "oneapi/dnnl/dnnl.hpp"
 #include "xla/ffi/api/ffi.h"
 
@@ -46,7 +48,9 @@ struct Problem {
   int kind;
   DType type;
   int64_t n, d, h, w, c, o, kd, kh, kw;
-  auto tie() const { return std::tie(kind, type, n, d, h, w, c, o, kd, kh, kw); }
+  int threads;  // OpenMP threads the primitive is made for and runs on
+  auto tie() const { return std::tie(kind, type, n, d, h, w, c, o, kd, kh, kw, threads); }
+  double Flops() const { return 2.0 * n * d * h * w * c * o * kd * kh * kw; }
   bool operator<(const Problem& p) const { return tie() < p.tie(); }
 };
 
@@ -175,15 +179,39 @@ std::unique_ptr<Plan> MakePlan(const Problem& p) {
   return plan;
 }
 
+// Problems below this many FLOPs per thread run on fewer threads (at least one).
+std::atomic<double> min_flops_per_thread{[] {
+  const char* v = std::getenv("LUMBAR_ONEDNN_MIN_MFLOP_PER_THREAD");
+  return v != nullptr && *v != '\0' ? std::atof(v) * 1e6 : 0.0;
+}()};
+
+int Threads(const Problem& p) {
+  static const int max_threads = omp_get_max_threads();
+  const double grain = min_flops_per_thread.load();
+  if (grain <= 0) return max_threads;
+  return static_cast<int>(std::clamp<double>(p.Flops() / grain, 1.0, max_threads));
+}
+
 std::mutex cache_mutex;
 std::map<Problem, std::unique_ptr<Plan>> cache;
 std::mutex run_mutex;
 std::atomic<int64_t> calls{0}, in_flight{0}, max_in_flight{0};
 
+// oneDNN sizes its work split by the calling thread's OpenMP thread count, when the primitive
+// is made and when it runs: both happen under this guard.
+struct ThreadCount {
+  int saved;
+  explicit ThreadCount(int n) : saved(omp_get_max_threads()) { omp_set_num_threads(n); }
+  ~ThreadCount() { omp_set_num_threads(saved); }
+};
+
 const Plan& GetPlan(const Problem& p) {
   std::lock_guard<std::mutex> lock(cache_mutex);
   auto it = cache.find(p);
-  if (it == cache.end()) it = cache.emplace(p, MakePlan(p)).first;
+  if (it == cache.end()) {
+    ThreadCount threads(p.threads);
+    it = cache.emplace(p, MakePlan(p)).first;
+  }
   return *it->second;
 }
 
@@ -249,6 +277,7 @@ ffi::Error Conv(ffi::AnyBuffer a, ffi::AnyBuffer b, ffi::Result<ffi::AnyBuffer> 
   bool ok = act[4] == a_channels && other[4] == other_channels;
   for (int i = 0; i < 4; ++i) ok = ok && other[i] == act[i];
   if (!ok) return Check(false, "lumbar_onednn_conv: shapes do not match one convolution");
+  p.threads = Threads(p);
 
   calls.fetch_add(1, std::memory_order_relaxed);
   const int64_t now = in_flight.fetch_add(1) + 1;
@@ -258,6 +287,7 @@ ffi::Error Conv(ffi::AnyBuffer a, ffi::AnyBuffer b, ffi::Result<ffi::AnyBuffer> 
   ffi::Error result = ffi::Error::Success();
   try {
     const Plan& plan = GetPlan(p);
+    ThreadCount threads(p.threads);
     static const bool serialize = EnvFlag("LUMBAR_ONEDNN_SERIALIZE", true);
     if (serialize) {
       std::lock_guard<std::mutex> lock(run_mutex);
@@ -320,12 +350,16 @@ const char* lumbar_onednn_impl(int kind, int bf16, int64_t n, int64_t d, int64_t
                                int64_t c, int64_t o, int64_t kd, int64_t kh, int64_t kw) {
   thread_local std::string name;
   try {
-    Problem p{kind, bf16 ? DType::bf16 : DType::f32, n, d, h, w, c, o, kd, kh, kw};
-    name = GetPlan(p).impl;
+    Problem p{kind, bf16 ? DType::bf16 : DType::f32, n, d, h, w, c, o, kd, kh, kw, 1};
+    p.threads = Threads(p);
+    name = GetPlan(p).impl + " threads:" + std::to_string(p.threads);
   } catch (const std::exception&) {
     name.clear();
   }
   return name.c_str();
 }
+
+// Problems below this many MFLOP per thread run on fewer threads; 0: always all threads.
+void lumbar_onednn_set_min_mflop_per_thread(double mflop) { min_flops_per_thread = mflop * 1e6; }
 
 }  // extern "C"
