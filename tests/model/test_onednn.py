@@ -9,6 +9,7 @@ divided by the largest reference value of the same array, stays below 1e-5 (meas
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import os
 import platform
@@ -21,6 +22,7 @@ import numpy as np
 import pytest
 from jax import lax
 
+from lumbar_jax import config as config_lib
 from lumbar_jax.model import UNet3D, onednn
 from lumbar_jax.model.conv import Conv3D, conv3d_stack2d, conv3d_xla, resolve_conv_impl
 
@@ -220,3 +222,18 @@ def test_conv_general_dilated_reference_is_same_padding():
         x, k, (1, 1, 1), [(0, 1), (0, 1), (1, 2)], dimension_numbers=("NDHWC", "DHWIO", "NDHWC")
     )
     np.testing.assert_array_equal(conv3d_xla(x, k), explicit)
+
+
+def test_onnx_export_of_an_onednn_model(tiny_runs, tmp_path):
+    """Export traces stack2d and Flax layers whatever conv_impl a run was trained with."""
+    pytest.importorskip("jax2onnx")
+    from lumbar_jax.export import onnx as export
+    from lumbar_jax.inference import jax_stage
+
+    fine = jax_stage.load_stages(tiny_runs["coarse"], tiny_runs["fine"])[1]
+    config = config_lib.to_dict(fine.config)
+    config["model"]["conv_impl"] = "onednn"
+    stage = dataclasses.replace(fine, config=config_lib.from_dict(config))
+    checks = export.export_stage(stage, tmp_path / "fine.onnx")
+    assert all(c.max_abs_diff < 1e-4 * max(1.0, c.logit_scale) for c in checks)
+    assert (tmp_path / "fine.onnx").stat().st_size > 0
