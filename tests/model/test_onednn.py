@@ -13,6 +13,7 @@ import dataclasses
 import importlib.metadata
 import os
 import platform
+import shutil
 import sys
 import warnings
 
@@ -60,6 +61,8 @@ def test_extension_built_where_supported():
         pytest.skip("the extension is built on Linux x86_64 only")
     if "0" in (os.environ.get("LUMBAR_JAX_ONEDNN"), os.environ.get("LUMBAR_JAX_BUILD_ONEDNN")):
         pytest.skip("switched off by the environment")
+    if shutil.which(os.environ.get("CXX", "g++")) is None:
+        pytest.skip("no C++ compiler: the install could not build the extension")
     try:
         importlib.metadata.distribution("onednn-cpu-gomp")
     except importlib.metadata.PackageNotFoundError:
