@@ -138,6 +138,9 @@ def synthesis_config() -> ml_collections.ConfigDict:
     """Ranges of the images drawn from tissue maps (data.synthesis="tissues"), after SynthSeg
     (Billot et al. 2023) and TotalSpineSeg's augmentations."""
     s = ml_collections.ConfigDict()
+    # Share of the samples with a tissue map that get a drawn image; the others keep the
+    # dataset's own image (the phantom's T2 rendering).
+    s.prob = 1.0
     # Share of samples whose tissue means are drawn from U(0, 1) (SynthSeg); the others
     # within each tissue's range on T2 (tissues.py).
     s.random_contrast_prob = 0.5
