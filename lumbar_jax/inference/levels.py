@@ -1,0 +1,365 @@
+"""Level names of the vertebral bodies and discs of a label map, counted from the sacrum.
+
+The bodies and discs are the connected components of their labels (crumbs left out),
+ordered superior to inferior along the spine. The lowest disc with the sacrum below it is
+L5/S1 (``_anchor`` says how the sacrum is recognised); from there names go up the chain
+L5, L4/L5, L4, ... T12/L1, T12, ..., alternating disc and body, and down S1, S2, ... through
+the sacrum. Whatever makes the count doubtful (no sacrum, bodies and discs that do not
+alternate, a fused segment, a lumbar spine of 4 or 6 bodies) is listed in ``reasons`` and
+makes ``confidence`` "low".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from lumbar_jax.inference import geometry
+from lumbar_jax.labels import BODY, DISC, LABEL_NAMES
+
+# Body and disc names from T1 down to S1, alternating body and disc.
+_SPINE = [f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 6)] + ["S1"]
+CHAIN = [n for up, low in itertools.pairwise(_SPINE) for n in (up, f"{up}/{low}")]
+CHAIN.append("S1")
+L5_S1 = CHAIN.index("L5/S1")
+# Components below this volume, or below this share of their kind's median volume, are
+# crumbs (partial volume, a corner of a structure cut by the field of view) and get no name.
+MIN_COMPONENT_MM3 = 50.0
+MIN_SHARE_OF_MEDIAN = 0.2
+# The sacrum under the lowest disc: a body this many times the median body height (S1-S5
+# as one component), or a disc this many degrees steeper than the disc above it.
+SACRUM_HEIGHT_RATIO = 1.5
+LUMBOSACRAL_ANGLE_DEG = 10.0
+# A body of this many times the median height above the sacrum spans two levels (fused).
+FUSED_HEIGHT_RATIO = 1.6
+# Two bodies closer than this along the spine have no disc space between them.
+MIN_DISC_SPACE_MM = 3.0
+# A body is lumbar-looking at this share of the median mid-sagittal area of L3-L5 or more.
+LUMBAR_AREA_SHARE = 0.8
+
+
+@dataclasses.dataclass
+class Component:
+    """A vertebral body or disc as found in a label map.
+
+    Attributes:
+      kind: "body" or "disc".
+      label: its number in ``Levels.maps[kind]``.
+      volume_mm3: its volume.
+      centroid_mm: (d, h, w) centre in mm (voxel (i, j, k) at (i, j, k) * spacing).
+      points_mm: (n, 3) positions (d, h, w) in mm of its voxels.
+      axis_hw: the local spine axis, a unit (h, w) vector pointing inferior: across a disc,
+        the direction of its least spread; for a body, the mean of its discs' axes.
+      height_mm: its extent along ``axis_hw``.
+      cut: it touches the superior or inferior border of the field of view.
+      mid_area_mm2: its area on the mid-sagittal slice.
+      name: its level ("L4", "L4/L5", "L3-L4" for a fused segment), None when not named.
+    """
+
+    kind: str
+    label: int
+    volume_mm3: float
+    centroid_mm: np.ndarray
+    points_mm: np.ndarray
+    axis_hw: np.ndarray = dataclasses.field(default_factory=lambda: np.array([1.0, 0.0]))
+    height_mm: float = 0.0
+    cut: bool = False
+    mid_area_mm2: float = 0.0
+    name: str | None = None
+
+    @property
+    def centre_hw(self) -> np.ndarray:
+        return self.centroid_mm[1:]
+
+    @property
+    def points_hw(self) -> np.ndarray:
+        """(n, 2) sagittal positions (h, w) in mm of its voxels, all slices together."""
+        return self.points_mm[:, 1:]
+
+    def extent_along(self, axis_hw: np.ndarray) -> tuple[float, float]:
+        """(min, max) of its voxels' projections on ``axis_hw`` (mm, from the origin)."""
+        proj = self.points_hw @ axis_hw
+        return float(proj.min()), float(proj.max())
+
+
+@dataclasses.dataclass
+class Levels:
+    """The named bodies and discs of one label map.
+
+    Attributes:
+      components: every body and disc component, superior to inferior along the spine.
+      confidence: "high" or "low".
+      reasons: why the confidence is low (empty when high).
+      maps: {"body", "disc"} -> component map (0 outside, ``Component.label`` inside).
+      spacing_dhw: voxel size in mm.
+      mid_slice: the mid-sagittal slice (``geometry.mid_sagittal_slice``).
+    """
+
+    components: list[Component]
+    confidence: str
+    reasons: list[str]
+    maps: dict[str, np.ndarray]
+    spacing_dhw: tuple[float, float, float]
+    mid_slice: int
+
+    def named(self, kind: str | None = None) -> list[Component]:
+        return [c for c in self.components if c.name and (kind is None or c.kind == kind)]
+
+    def by_name(self, name: str) -> Component | None:
+        return next((c for c in self.components if c.name == name), None)
+
+    def mask(self, component: Component) -> np.ndarray:
+        return self.maps[component.kind] == component.label
+
+    def summary(self) -> dict:
+        """JSON-ready: names superior to inferior per kind, confidence and reasons."""
+        return {
+            "bodies": [c.name for c in self.named("body")],
+            "discs": [c.name for c in self.named("disc")],
+            "level_confidence": self.confidence,
+            "reasons": list(self.reasons),
+        }
+
+
+def _components(labels_dhw, spacing_dhw, value: int, kind: str):
+    """Component map and the components (crumbs included) of one label."""
+    spacing = np.asarray(spacing_dhw, float)
+    pieces, _n = ndimage.label(labels_dhw == value, structure=np.ones((3, 3, 3), bool))
+    found = []
+    last_row = labels_dhw.shape[1] - 1
+    for i, box in enumerate(ndimage.find_objects(pieces), start=1):
+        where = np.argwhere(pieces[box] == i) + [s.start for s in box]
+        found.append(
+            Component(
+                kind=kind,
+                label=i,
+                volume_mm3=float(len(where) * spacing.prod()),
+                centroid_mm=where.mean(axis=0) * spacing,
+                points_mm=where * spacing,
+                cut=bool(box[1].start == 0 or box[1].stop - 1 == last_row),
+            )
+        )
+    return pieces, found
+
+
+def _without_crumbs(found: list[Component]) -> list[Component]:
+    big = [c for c in found if c.volume_mm3 >= MIN_COMPONENT_MM3]
+    if not big:
+        return []
+    median = float(np.median([c.volume_mm3 for c in big]))
+    return [c for c in big if c.volume_mm3 >= MIN_SHARE_OF_MEDIAN * median]
+
+
+def _set_axes(comps: list[Component], spacing_dhw: Sequence[float]) -> None:
+    """Each component's spine axis and height (see ``Component``)."""
+    for c in comps:
+        if c.kind == "disc":
+            c.axis_hw = geometry.minor_axis(c.points_hw)
+    for i, c in enumerate(comps):
+        if c.kind != "body":
+            continue
+        near = [comps[j] for j in (i - 1, i + 1) if 0 <= j < len(comps)]
+        discs = [n.axis_hw for n in near if n.kind == "disc"]
+        if discs:
+            c.axis_hw = geometry.unit(np.mean(discs, axis=0))
+        elif near:
+            # No disc beside it: the direction of the chain through its neighbours.
+            upper = comps[i - 1] if i > 0 else c
+            lower = comps[i + 1] if i + 1 < len(comps) else c
+            c.axis_hw = geometry.unit(lower.centre_hw - upper.centre_hw)
+    for c in comps:
+        lo, hi = c.extent_along(c.axis_hw)
+        footprint = abs(c.axis_hw[0]) * spacing_dhw[1] + abs(c.axis_hw[1]) * spacing_dhw[2]
+        c.height_mm = hi - lo + footprint
+
+
+def _gap(upper: Component, lower: Component) -> float:
+    """Distance in mm along the spine from ``upper``'s lower end to ``lower``'s upper end.
+
+    Measured slice by slice (a spine curving sideways would blur the two together if all
+    slices were pooled), the median over the slices that hold both.
+    """
+    axis = geometry.unit(upper.axis_hw + lower.axis_hw)
+    gaps = []
+    for d in np.intersect1d(upper.points_mm[:, 0], lower.points_mm[:, 0]):
+        above = upper.points_mm[upper.points_mm[:, 0] == d, 1:] @ axis
+        below = lower.points_mm[lower.points_mm[:, 0] == d, 1:] @ axis
+        gaps.append(below.min() - above.max())
+    if not gaps:
+        return lower.extent_along(axis)[0] - upper.extent_along(axis)[1]
+    return float(np.median(gaps))
+
+
+def _median_height(bodies: list[Component]) -> float:
+    whole = [b.height_mm for b in bodies if not b.cut] or [b.height_mm for b in bodies]
+    return float(np.median(whole)) if whole else float("nan")
+
+
+def _sacrum_below_disc(comps: list[Component], low: int) -> list[str]:
+    """Signs that the bodies under the disc ``comps[low]`` are the sacrum (none: empty)."""
+    below = comps[low + 1 :]
+    signs = []
+    if len(below) >= 2:
+        signs.append("bodies without a disc between them under the lowest disc (sacral segments)")
+    above = [c for c in comps[:low] if c.kind == "body"][-5:]
+    if below and below[0].height_mm >= SACRUM_HEIGHT_RATIO * _median_height(above):
+        signs.append("a body under the lowest disc as tall as several (the sacrum)")
+    upper_discs = [c for c in comps[:low] if c.kind == "disc"]
+    if upper_discs:
+        steeper = geometry.angle_deg(comps[low].axis_hw) - geometry.angle_deg(
+            upper_discs[-1].axis_hw
+        )
+        if steeper >= LUMBOSACRAL_ANGLE_DEG:
+            signs.append(f"the lowest disc {steeper:.0f} degrees steeper than the one above")
+    return signs
+
+
+def _anchor(comps: list[Component], kinds: set[str]) -> tuple[int, int, list[str]]:
+    """(index in ``comps``, position in CHAIN, reasons for doubt) of the naming's anchor.
+
+    With discs: the lowest disc is L5/S1, confirmed by the sacrum below it (``_sacrum_below_
+    disc``). Without discs: the top of the lowest group of bodies without disc spaces between
+    them is S1 when that group looks like the sacrum, else the lowest body is taken as L5.
+    """
+    reasons = []
+    if "disc" in kinds:
+        low = max(i for i, c in enumerate(comps) if c.kind == "disc")
+        signs = _sacrum_below_disc(comps, low)
+        has_below = low + 1 < len(comps)
+        if "body" not in kinds:
+            reasons.append("no vertebral bodies: bodies and discs cannot be checked to alternate")
+            if not signs:
+                reasons.append("the lowest disc is not steeper than the one above (not L5/S1?)")
+        elif not has_below:
+            reasons.append(
+                "no vertebral body under the lowest disc: the sacrum is outside the field of "
+                "view or not found, so the lowest disc is taken as L5/S1"
+            )
+        elif not signs:
+            reasons.append(
+                "the body under the lowest disc does not look like the sacrum (one body, not "
+                "tall, the disc above not steeper): it may be L5 with L5/S1 not found"
+            )
+        return low, L5_S1, reasons
+    low = len(comps) - 1
+    top = low
+    while top > 0 and _gap(comps[top - 1], comps[top]) < MIN_DISC_SPACE_MM:
+        top -= 1
+    reasons.append("no intervertebral discs: bodies and discs cannot be checked to alternate")
+    if top < low or comps[low].height_mm >= SACRUM_HEIGHT_RATIO * _median_height(comps[:low]):
+        return top, len(CHAIN) - 1, reasons
+    reasons.append("no sacrum under the lowest body: it is taken as L5")
+    return low, CHAIN.index("L5"), reasons
+
+
+def _step_up(prev: Component, comp: Component, both: bool, median_h: float):
+    """(chain positions to go up, fused name pair or None, reason or None) from prev to comp."""
+    if not both:
+        # One kind only: the other level lies between them unseen.
+        if comp.kind == "body" and _gap(comp, prev) < MIN_DISC_SPACE_MM:
+            return 2, None, f"no disc space between two bodies above {prev.name}: fused?"
+        return 2, None, None
+    if comp.kind == prev.kind:
+        together = comp.height_mm + prev.height_mm + _gap(comp, prev)
+        if _gap(comp, prev) < 1.5 and (comp.kind == "disc" or together <= 1.3 * median_h):
+            return 0, None, None  # two pieces of one structure
+        other = "disc" if comp.kind == "body" else "body"
+        return 2, None, f"two {comp.kind}s without a {other} between them above {prev.name}"
+    if comp.kind == "body" and not comp.cut and comp.height_mm >= FUSED_HEIGHT_RATIO * median_h:
+        ratio = comp.height_mm / median_h
+        return 3, "fused", f"a body {ratio:.1f} times the median height above {prev.name}: fused"
+    return 1, None, None
+
+
+def _name_up(comps: list[Component], anchor: int, position: int, reasons: list[str]) -> None:
+    kinds = {c.kind for c in comps}
+    both = kinds == {"body", "disc"}
+    median_h = _median_height([c for c in comps[:anchor] if c.kind == "body"])
+    prev = comps[anchor]
+    for comp in reversed(comps[:anchor]):
+        steps, fused, reason = _step_up(prev, comp, both, median_h)
+        if reason:
+            reasons.append(reason)
+        position -= steps
+        if position < 0:
+            break
+        if fused:
+            comp.name = f"{CHAIN[position]}-{CHAIN[position + 2]}"
+        else:
+            comp.name = CHAIN[position]
+        prev = comp
+
+
+def _lumbar_count(comps: list[Component]) -> str | None:
+    """A reason when the lumbar-looking bodies above the sacrum are not five.
+
+    Going up from L5, bodies of at least ``LUMBAR_AREA_SHARE`` of the median mid-sagittal
+    area of L3-L5 are lumbar-looking; the count is known once a clearly smaller body ends the run
+    inside the field of view.
+    """
+    bodies = [c for c in comps if c.kind == "body" and c.name and not c.name.startswith("S")]
+    if any("-" in c.name for c in bodies):
+        return None  # a fused segment is reported already
+    ref = [c.mid_area_mm2 for c in bodies if c.name in ("L3", "L4", "L5") and not c.cut]
+    if not ref or not any(c.name == "L5" for c in bodies):
+        return None
+    count = 0
+    for body in reversed(bodies[: [c.name for c in bodies].index("L5") + 1]):
+        if body.cut:
+            return None
+        if body.mid_area_mm2 < LUMBAR_AREA_SHARE * float(np.median(ref)):
+            break
+        count += 1
+    else:
+        return None
+    if count == 5:
+        return None
+    return f"{count} lumbar-looking bodies above the sacrum instead of 5 (transitional vertebra?)"
+
+
+def name_levels(
+    labels_dhw: np.ndarray,
+    spacing_dhw: Sequence[float],
+    labeled: Sequence[bool] | None = None,
+) -> Levels:
+    """Names the bodies and discs of a label map, counting up from the lumbosacral junction.
+
+    Args:
+      labels_dhw: our labels (0..5) in canonical layout.
+      spacing_dhw: voxel size in mm.
+      labeled: which of our classes the map labels (default all): a map without discs or
+        without bodies is named from the other kind alone.
+
+    Returns:
+      The components with their names, ``confidence`` and ``reasons``.
+    """
+    spacing = tuple(float(s) for s in spacing_dhw)
+    labeled = tuple(labeled) if labeled is not None else (True,) * len(LABEL_NAMES)
+    maps, comps = {}, []
+    for value, kind in ((BODY, "body"), (DISC, "disc")):
+        maps[kind], found = _components(labels_dhw, spacing, value, kind)
+        comps += _without_crumbs(found) if labeled[value] else []
+    comps.sort(key=lambda c: c.centroid_mm[1])
+    _set_axes(comps, spacing)
+    mid = geometry.mid_sagittal_slice(labels_dhw, spacing)
+    for c in comps:
+        c.mid_area_mm2 = float((maps[c.kind][mid] == c.label).sum() * spacing[1] * spacing[2])
+    if not comps:
+        return Levels(comps, "low", ["no vertebral body or disc found"], maps, spacing, mid)
+    kinds = {c.kind for c in comps}
+    anchor, position, reasons = _anchor(comps, kinds)
+    comps[anchor].name = CHAIN[position]
+    # Down through the sacrum: S1, S2, ... (none below a lowest body taken as L5).
+    first_sacral = 1 if comps[anchor].kind == "disc" else 2
+    if comps[anchor].kind == "disc" or position == len(CHAIN) - 1:
+        for k, comp in enumerate(comps[anchor + 1 :]):
+            comp.name = f"S{k + first_sacral}"
+    _name_up(comps, anchor, position, reasons)
+    count = _lumbar_count(comps)
+    if count:
+        reasons.append(count)
+    return Levels(comps, "low" if reasons else "high", reasons, maps, spacing, mid)
