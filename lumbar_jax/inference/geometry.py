@@ -155,6 +155,29 @@ def run_along(
     return float(s[lo] - STEP_MM / 2), float(s[hi - 1] + STEP_MM / 2)
 
 
+def span_along(
+    mask_2d: np.ndarray,
+    spacing_hw: Sequence[float],
+    origin_hw: np.ndarray,
+    direction_hw: np.ndarray,
+    reach_mm: tuple[float, float],
+) -> tuple[float, float] | None:
+    """(first start, last end) in mm of all of ``mask_2d`` along a line, None if missed."""
+    s = np.arange(reach_mm[0], reach_mm[1] + STEP_MM / 2, STEP_MM)
+    points = np.asarray(origin_hw, float) + s[:, None] * np.asarray(direction_hw, float)
+    inside = np.flatnonzero(sample_mask(mask_2d, spacing_hw, points))
+    if inside.size == 0:
+        return None
+    return float(s[inside[0]] - STEP_MM / 2), float(s[inside[-1]] + STEP_MM / 2)
+
+
+def rotate(axis_hw: np.ndarray, degrees: float) -> np.ndarray:
+    """``axis_hw`` turned by ``degrees`` in the sagittal plane."""
+    a = np.radians(degrees)
+    c, s = np.cos(a), np.sin(a)
+    return np.array([c * axis_hw[0] - s * axis_hw[1], s * axis_hw[0] + c * axis_hw[1]])
+
+
 def run_length(*args, **kwargs) -> float | None:
     """Length in mm of ``run_along``'s stretch (same arguments), None when there is none."""
     found = run_along(*args, **kwargs)
