@@ -7,9 +7,10 @@
   line is its AP diameter; the profile is averaged over 5 mm and its minimum reported, with
   the level it lies at.
 - Foramina (para-sagittal slices): each foramen component on either side of the mid-sagittal
-  slice, on the slice where it is largest. Its area is its pixel area there, its height the
-  longest chord along the spine axis of its level's disc. Its level is the disc nearest its
-  lower part (the disc lies in the lower half of a foramen).
+  slice (not those cut by the field of view), on the slice where it is largest. Its area is its pixel area there, its height the
+  longest chord along its own long axis (the direction of its greatest spread, close to the
+  spine's). Its level is the disc nearest its lower part (a disc lies in the lower half of
+  its foramen).
 - Conus (mid-sagittal slice): going down the cord row by row, the thickness of the cord
   label in the anterior half of the dural sac (the cauda equina roots lie in its posterior
   half), against its median over the cord's top 40 mm; the cord's tip is the upper edge of
@@ -161,6 +162,12 @@ def _longest_chord(mask_2d, spacing_hw, centre, axis) -> float | None:
     return max(found) if found else None
 
 
+def _at_border(piece: np.ndarray) -> bool:
+    """Whether a piece touches the in-plane border: cut by the field of view."""
+    rows, cols = piece.any(axis=(0, 2)), piece.any(axis=(0, 1))
+    return bool(rows[0] or rows[-1] or cols[0] or cols[-1])
+
+
 def foramina(levels: Levels, labels_dhw: np.ndarray) -> list[Foramen]:
     """Every foramen on either side of the mid-sagittal slice, superior to inferior."""
     spacing = np.asarray(levels.spacing_dhw, float)
@@ -172,13 +179,14 @@ def foramina(levels: Levels, labels_dhw: np.ndarray) -> list[Foramen]:
         pieces, count = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
         for i in range(1, count + 1):
             piece = pieces == i
-            if piece.sum() * spacing.prod() < MIN_FORAMEN_MM3:
+            if piece.sum() * spacing.prod() < MIN_FORAMEN_MM3 or _at_border(piece):
                 continue
             d = int(np.argmax(piece.sum(axis=(1, 2))))
             piece_2d = piece[d]
             points = geometry.hw_points(piece_2d, spacing[1:])
             disc = _foramen_level(levels, points)
-            axis = disc.axis_hw if disc else np.array([1.0, 0.0])
+            # Its long axis: across the direction of its least spread.
+            axis = geometry.across(geometry.minor_axis(points)) if len(points) > 2 else [1, 0]
             centre = points.mean(axis=0)
             found.append(
                 Foramen(

@@ -67,7 +67,7 @@ class Measurements:
     conus: canal.Conus | None
 
     def to_json(self) -> dict:
-        """JSON-ready, by level name, in mm."""
+        """JSON-ready, in mm, each entry with its level's name, superior to inferior."""
 
         def mm(value: float | None) -> float | None:
             return None if value is None else round(float(value), 1)
@@ -76,16 +76,19 @@ class Measurements:
         return {
             "mid_sagittal_slice": self.mid_slice,
             "para_sagittal_slices": {"right": right, "left": left},
-            "discs": {
-                m.component.name: {
+            "discs": [
+                {
+                    "level": m.component.name,
                     "height_anterior_mm": mm(m.anterior_mm),
                     "height_middle_mm": mm(m.middle_mm),
                     "height_posterior_mm": mm(m.posterior_mm),
                     "canal_ap_mm": mm(m.canal_ap_mm),
                 }
                 for m in self.discs
-            },
-            "bodies": {m.component.name: {"height_mm": mm(m.height_mm)} for m in self.bodies},
+            ],
+            "bodies": [
+                {"level": m.component.name, "height_mm": mm(m.height_mm)} for m in self.bodies
+            ],
             "canal_narrowest": None if self.narrowest is None else self.narrowest.to_json(),
             "foramina": [f.to_json() for f in self.foramina],
             "conus": None if self.conus is None else self.conus.to_json(),

@@ -10,6 +10,8 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from lumbar_jax.data import io
+from lumbar_jax.inference.levels import Levels
 from lumbar_jax.labels import STRUCTURES
 
 # Connected pieces smaller than this are counted but not listed: partial-volume crumbs.
@@ -93,3 +95,31 @@ def grid_report(image: sitk.Image) -> dict:
         "origin_world_mm": _round(image.GetOrigin()),
         "direction": [round(v, 6) for v in image.GetDirection()],
     }
+
+
+def add_levels(structures: dict, levels: Levels, label_image: sitk.Image) -> None:
+    """Writes each body and disc component's level name (``"level"``) into ``structures``.
+
+    A component of ``structure_report`` and one of ``levels`` are the same voxels when their
+    centroids coincide; components without a name (crumbs) get ``None``.
+    """
+    canonical = sitk.DICOMOrient(label_image, io.CANONICAL_ORIENTATION)
+    spacing = np.asarray(levels.spacing_dhw, float)
+    named = []
+    for comp in levels.named():
+        index_xyz = (comp.centroid_mm / spacing)[::-1]
+        world = canonical.TransformContinuousIndexToPhysicalPoint(
+            tuple(float(v) for v in index_xyz)
+        )
+        named.append((comp.kind, np.asarray(world), comp.name))
+    for kind, name in (("body", "vertebral_body"), ("disc", "intervertebral_disc")):
+        for entry in structures[name]["components"]:
+            centre = np.asarray(entry["centroid_world_mm"])
+            near = [
+                (float(np.linalg.norm(world - centre)), level)
+                for k, world, level in named
+                if k == kind
+            ]
+            best = min(near, default=(np.inf, None))
+            # Report centroids are rounded to 0.01 mm.
+            entry["level"] = best[1] if best[0] < 0.1 else None

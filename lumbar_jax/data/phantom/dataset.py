@@ -1,6 +1,7 @@
 """The built-in phantom dataset: generated once into the cache, in nnU-Net raw layout.
 
-``write_dataset`` writes ``imagesTr/<case>_0000.nii.gz``, ``labelsTr/<case>.nii.gz`` and
+``write_dataset`` writes ``imagesTr/<case>_0000.nii.gz``, ``labelsTr/<case>.nii.gz``, the
+truth the case drew beside its label (``labelsTr/<case>_truth.json``, ``truth.py``) and
 ``dataset.json`` (label names and a train/validation/test split in the paper's proportions).
 """
 
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from lumbar_jax.data import io, splits
-from lumbar_jax.data.phantom import preview, render
+from lumbar_jax.data.phantom import preview, render, truth
 from lumbar_jax.labels import LABEL_NAMES
 
 
@@ -68,6 +69,7 @@ def write_dataset(
             io.canonical_image(case.label_dhw, spacing, origin, rotation),
             tmp / "labelsTr" / f"{case_id}.nii.gz",
         )
+        truth.write_truth(case, tmp / "labelsTr" / f"{case_id}{truth.SUFFIX}")
         if preview_dir is not None:
             preview.write_previews(
                 case.image_dhw, case.label_dhw, spacing, preview_dir, case_id, preview_dpi
@@ -106,7 +108,7 @@ def write_previews_only(
 
 
 # Part of the cache folder's name: bump it when the generator's output changes.
-DATASET_VERSION = 2
+DATASET_VERSION = 3
 
 
 def phantom_root(cache_dir: str | Path, num_cases: int, seed: int, matrix: int) -> Path:
