@@ -99,16 +99,21 @@ def angle_deg(axis_hw: np.ndarray) -> float:
     return float(np.degrees(np.arctan2(axis_hw[1], axis_hw[0])))
 
 
+def sample_values(mask_2d: np.ndarray, spacing_hw: Sequence[float], points_hw: np.ndarray):
+    """``mask_2d`` interpolated linearly at (..., 2) points in mm (0 outside the slice)."""
+    index = np.moveaxis(points_hw / np.asarray(spacing_hw, float), -1, 0)
+    values = ndimage.map_coordinates(
+        mask_2d.astype(np.float32), index.reshape(2, -1), order=1, mode="constant", cval=0.0
+    )
+    return values.reshape(points_hw.shape[:-1])
+
+
 def sample_mask(mask_2d: np.ndarray, spacing_hw: Sequence[float], points_hw: np.ndarray):
     """Whether each (..., 2) point in mm lies inside ``mask_2d`` (linear interpolation >= 0.5).
 
     Points outside the slice are outside.
     """
-    index = np.moveaxis(points_hw / np.asarray(spacing_hw, float), -1, 0)
-    values = ndimage.map_coordinates(
-        mask_2d.astype(np.float32), index.reshape(2, -1), order=1, mode="constant", cval=0.0
-    )
-    return values.reshape(points_hw.shape[:-1]) >= 0.5
+    return sample_values(mask_2d, spacing_hw, points_hw) >= 0.5
 
 
 def runs(inside: np.ndarray) -> list[tuple[int, int]]:
@@ -142,7 +147,8 @@ def run_along(
     """
     s = np.arange(reach_mm[0], reach_mm[1] + STEP_MM / 2, STEP_MM)
     points = np.asarray(origin_hw, float) + s[:, None] * np.asarray(direction_hw, float)
-    found = runs(sample_mask(mask_2d, spacing_hw, points))
+    values = sample_values(mask_2d, spacing_hw, points)
+    found = runs(values >= 0.5)
     if not found:
         return None
 
@@ -151,8 +157,19 @@ def run_along(
         return 0.0 if lo <= at_mm <= hi else min(abs(lo - at_mm), abs(hi - at_mm))
 
     lo, hi = min(found, key=distance)
-    # A run's ends lie half a step beyond its first and last samples.
-    return float(s[lo] - STEP_MM / 2), float(s[hi - 1] + STEP_MM / 2)
+    return _crossing(s, values, lo - 1, lo), _crossing(s, values, hi, hi - 1)
+
+
+def _crossing(s: np.ndarray, values: np.ndarray, outside: int, inside: int) -> float:
+    """Where the interpolated mask passes 0.5 between an outside and an inside sample.
+
+    The mask is piecewise linear along the line, so this is exact between two samples on
+    the same linear piece; at the end of the sampled reach, half a step beyond the last one.
+    """
+    if not 0 <= outside < len(s):
+        return float(s[inside] + (STEP_MM / 2 if outside > inside else -STEP_MM / 2))
+    a, b = float(values[outside]), float(values[inside])
+    return float(s[outside] + (0.5 - a) / (b - a) * (s[inside] - s[outside]))
 
 
 def span_along(

@@ -267,8 +267,8 @@ def _step_up(prev: Component, comp: Component, both: bool, median_h: float):
         together = comp.height_mm + prev.height_mm + _gap(comp, prev)
         if _gap(comp, prev) < 1.5 and (comp.kind == "disc" or together <= 1.3 * median_h):
             return 0, None, None  # two pieces of one structure
-        other = "disc" if comp.kind == "body" else "body"
-        return 2, None, f"two {comp.kind}s without a {other} between them above {prev.name}"
+        plural, other = ("bodies", "disc") if comp.kind == "body" else ("discs", "body")
+        return 2, None, f"two {plural} without a {other} between them above {prev.name}"
     if comp.kind == "body" and not comp.cut and comp.height_mm >= FUSED_HEIGHT_RATIO * median_h:
         ratio = comp.height_mm / median_h
         return 3, "fused", f"a body {ratio:.1f} times the median height above {prev.name}: fused"
