@@ -36,12 +36,12 @@ def draw(
     column on the three middle slices. ``tilt_deg`` turns the whole column in the sagittal
     plane (about its top), so its axis leans posterior going down.
     """
-    sd, sh, sw = spacing_dhw
+    _sd, sh, sw = spacing_dhw
     total = sum(h for _, h, _ in items)
     extent_h = total + 2 * margin_mm
     depth = max(d for _, _, d in items)
     extent_w = depth + 12.0 + 2 * margin_mm + total * abs(math.sin(math.radians(tilt_deg)))
-    shape = (slices, int(math.ceil(extent_h / sh)), int(math.ceil(extent_w / sw)))
+    shape = (slices, math.ceil(extent_h / sh), math.ceil(extent_w / sw))
     h = (np.arange(shape[1]) + 0.5) * sh  # voxel centres, from the top edge
     w = (np.arange(shape[2]) + 0.5) * sw
     hh, ww = np.meshgrid(h, w, indexing="ij")

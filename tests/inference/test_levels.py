@@ -51,7 +51,7 @@ def test_a_missing_s1_is_not_named_silently():
     # Cut through L5: the lowest disc is L4/L5, named L5/S1 by the count, but the body under
     # it (the cut L5) is not the sacrum, and the naming says so.
     labels = spines.draw(spines.spine(sacrum=False)[:-1])
-    labels = labels[:, : -int(10 + 13)]  # L5's lower half out of the field of view
+    labels = labels[:, : -(10 + 13)]  # L5's lower half out of the field of view
     named = levels.name_levels(labels, (4.0, 1.0, 1.0))
     # The count is one level off (L4 is called L5) and the naming says it may be.
     assert _names(named)[-3:] == ["L5", "L5/S1", "S1"]

@@ -44,7 +44,7 @@ def test_box_discs_and_bodies_have_their_drawn_heights(spacing):
 def _wedge_labels(front, back, depth, tilt_deg, spacing):
     """Body, wedge-shaped disc (``front`` mm high anteriorly, ``back`` posteriorly), body,
     the column tilted by ``tilt_deg``; then a sacrum-like pair of bodies to anchor names."""
-    sd, sh, sw = spacing
+    _sd, sh, sw = spacing
     shape = (5, int(160 / sh), int(120 / sw))
     hh, ww = np.meshgrid(
         (np.arange(shape[1]) + 0.5) * sh, (np.arange(shape[2]) + 0.5) * sw, indexing="ij"
@@ -98,7 +98,7 @@ def test_a_narrowed_canal_is_found_at_its_level():
     labels = spines.draw(spines.spine(), spacing)
     named = levels.name_levels(labels, spacing)
     l4_l5 = named.by_name("L4/L5")
-    centre_row = int(round(l4_l5.centroid_mm[1] / spacing[1]))
+    centre_row = round(l4_l5.centroid_mm[1] / spacing[1])
     canal_cols = np.flatnonzero((labels[3] == CANAL).any(axis=0))
     # 20 mm of canal length narrowed from 12 to 7 mm AP, from the front (as a herniation).
     rows = slice(centre_row - 20, centre_row + 20)
@@ -115,7 +115,7 @@ def test_a_foramen_has_its_drawn_height_area_side_and_level():
     labels = spines.draw(spines.spine(), spacing, slices=9)
     named = levels.name_levels(labels, spacing)
     disc = named.by_name("L3/L4")
-    top_row = int(round((disc.centroid_mm[1] - 14.0) / spacing[1]))
+    top_row = round((disc.centroid_mm[1] - 14.0) / spacing[1])
     back = int(np.flatnonzero((labels[4] == BODY).any(axis=0)).max()) + 1
     # 20 mm high, 8 mm deep, behind the column on the right (slice 1) and left (slice 7).
     for d in (1, 7):
@@ -136,7 +136,7 @@ def test_the_cord_ends_where_its_anterior_part_ends_not_at_the_roots():
     labels = spines.draw(spines.spine(), spacing)
     named = levels.name_levels(labels, spacing)
     l1 = named.by_name("L1")
-    end_row = int(round(l1.centroid_mm[1] / spacing[1]))  # the cord ends mid-L1
+    end_row = round(l1.centroid_mm[1] / spacing[1])  # the cord ends mid-L1
     cols = np.flatnonzero((labels[3] == CANAL).any(axis=0))  # 12 mm of canal
     labels[2:5, :end_row, cols[2] : cols[10]] = CORD  # 4 mm thick, in the front half
     labels[2:5, end_row - 8 : end_row + 120, cols[14] : cols[18]] = CORD  # roots behind
