@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
+from lumbar_jax.data import io
 from lumbar_jax.inference import levels
 from lumbar_jax.labels import BODY, DISC
-from tests.helpers import spines
+from tests.helpers import REAL_DATA, spines
 
 NORMAL = [
     "T11", "T11/T12", "T12", "T12/L1", "L1", "L1/L2", "L2", "L2/L3", "L3", "L3/L4",
@@ -123,3 +124,50 @@ def test_crumbs_get_no_name_and_an_empty_map_is_low_confidence():
     assert _names(named) == NORMAL
     empty = levels.name_levels(np.zeros((5, 20, 20), np.uint8), (4.0, 1.0, 1.0))
     assert empty.components == [] and empty.confidence == "low"
+
+
+# The real series' own level labels (../shared/data/real/README.md): discs 1 = L5/S1 ..
+# 5 = L1/L2; bodies T11..L5 by instance ids listed superior to inferior per case.
+REAL_DISCS = {1: "L5/S1", 2: "L4/L5", 3: "L3/L4", 4: "L2/L3", 5: "L1/L2"}
+REAL_BODY_ORDER = {
+    "case02": [7, 6, 5, 4, 3, 1, 2],
+    "case04": [7, 3, 1, 2, 4, 5, 6],
+    "case06": [7, 6, 5, 4, 3, 2, 1],
+    "case08": [6, 7, 5, 4, 3, 2, 1],
+    "case10": [7, 6, 5, 4, 2, 3, 1],
+    "case12": [7, 5, 6, 4, 2, 3, 1],
+}
+
+
+def _real_names(folder: str, case: str, value_to_ours: int, labeled):
+    raw = io.read_canonical(REAL_DATA / folder / f"{case}_labels.nii.gz")
+    ours = np.where(raw.array_dhw > 0, value_to_ours, 0).astype(np.uint8)
+    named = levels.name_levels(ours, raw.spacing_dhw, labeled)
+    given = {}
+    for comp in named.components:
+        values = raw.array_dhw[named.mask(comp)]
+        given[int(np.bincount(values).argmax())] = comp.name
+    return named, given
+
+
+@pytest.mark.skipif(not REAL_DATA.is_dir(), reason="../shared/data/real is not here")
+@pytest.mark.parametrize("case", ["case11", "case20"])
+def test_real_discs_get_their_labelled_levels(case):
+    named, given = _real_names("lumbar_discs_t2", case, DISC, (True, False, True) + (False,) * 3)
+    assert given == REAL_DISCS
+    # Only discs are labelled: the lumbosacral disc is found by its angle, but bodies and
+    # discs cannot be checked to alternate.
+    assert named.confidence == "low"
+    assert named.reasons == ["no vertebral bodies: bodies and discs cannot be checked to alternate"]
+
+
+@pytest.mark.skipif(not REAL_DATA.is_dir(), reason="../shared/data/real is not here")
+@pytest.mark.parametrize("case", sorted(REAL_BODY_ORDER))
+def test_real_bodies_get_their_labelled_levels(case):
+    folder = "lumbar_vertebral_bodies_t2"
+    named, given = _real_names(folder, case, BODY, (True, True) + (False,) * 4)
+    names = ["T11", "T12", "L1", "L2", "L3", "L4", "L5"]
+    assert given == dict(zip(REAL_BODY_ORDER[case], names, strict=True))
+    # The sacrum is in view but not labelled: nothing in the map says the lowest body is L5.
+    assert named.confidence == "low"
+    assert any("taken as L5" in r for r in named.reasons)
