@@ -24,7 +24,7 @@ import numpy as np
 
 from lumbar_jax.data import datasets
 from lumbar_jax.data.phantom import truth as phantom_truth
-from lumbar_jax.inference import geometry, levels, measure
+from lumbar_jax.inference import components, geometry, levels, measure
 from lumbar_jax.labels import LABEL_NAMES
 
 # Measurements and how they read in reports, in order.
@@ -84,7 +84,7 @@ class CaseScore:
     conus_level_right: bool | None
 
 
-def match_level(comp: levels.Component, truth_levels: list[dict]) -> dict | None:
+def match_level(comp: components.Component, truth_levels: list[dict]) -> dict | None:
     """The drawn level of ``comp``'s kind that holds most of its voxels (see module doc)."""
     best, best_count = None, 0
     for entry in truth_levels:

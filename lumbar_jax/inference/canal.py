@@ -27,7 +27,8 @@ import numpy as np
 from scipy import ndimage
 
 from lumbar_jax.inference import geometry
-from lumbar_jax.inference.levels import Component, Levels
+from lumbar_jax.inference.components import Component
+from lumbar_jax.inference.levels import Levels
 from lumbar_jax.labels import CANAL, CORD, FORAMEN
 
 CENTRE_SMOOTH_MM = 10.0

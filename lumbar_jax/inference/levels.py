@@ -16,20 +16,15 @@ import itertools
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import ndimage
 
-from lumbar_jax.inference import geometry
-from lumbar_jax.labels import BODY, DISC, LABEL_NAMES
+from lumbar_jax.inference import components, geometry
+from lumbar_jax.inference.components import Component, gap
 
 # Body and disc names from T1 down to S1, alternating body and disc.
 _SPINE = [f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 6)] + ["S1"]
 CHAIN = [n for up, low in itertools.pairwise(_SPINE) for n in (up, f"{up}/{low}")]
 CHAIN.append("S1")
 L5_S1 = CHAIN.index("L5/S1")
-# Components below this volume, or below this share of their kind's median volume, are
-# crumbs (partial volume, a corner of a structure cut by the field of view) and get no name.
-MIN_COMPONENT_MM3 = 50.0
-MIN_SHARE_OF_MEDIAN = 0.2
 # The sacrum under the lowest disc: a body this many times the median body height (S1-S5
 # as one component), or a disc this many degrees steeper than the disc above it.
 SACRUM_HEIGHT_RATIO = 1.5
@@ -40,50 +35,6 @@ FUSED_HEIGHT_RATIO = 1.6
 MIN_DISC_SPACE_MM = 3.0
 # A body is lumbar-looking at this share of the median mid-sagittal area of L3-L5 or more.
 LUMBAR_AREA_SHARE = 0.8
-
-
-@dataclasses.dataclass
-class Component:
-    """A vertebral body or disc as found in a label map.
-
-    Attributes:
-      kind: "body" or "disc".
-      label: its number in ``Levels.maps[kind]``.
-      volume_mm3: its volume.
-      centroid_mm: (d, h, w) centre in mm (voxel (i, j, k) at (i, j, k) * spacing).
-      points_mm: (n, 3) positions (d, h, w) in mm of its voxels.
-      axis_hw: the local spine axis, a unit (h, w) vector pointing inferior: across a disc,
-        the direction of its least spread; for a body, the mean of its discs' axes.
-      height_mm: its extent along ``axis_hw``.
-      cut: it touches the superior or inferior border of the field of view.
-      mid_area_mm2: its area on the mid-sagittal slice.
-      name: its level ("L4", "L4/L5", "L3-L4" for a fused segment), None when not named.
-    """
-
-    kind: str
-    label: int
-    volume_mm3: float
-    centroid_mm: np.ndarray
-    points_mm: np.ndarray
-    axis_hw: np.ndarray = dataclasses.field(default_factory=lambda: np.array([1.0, 0.0]))
-    height_mm: float = 0.0
-    cut: bool = False
-    mid_area_mm2: float = 0.0
-    name: str | None = None
-
-    @property
-    def centre_hw(self) -> np.ndarray:
-        return self.centroid_mm[1:]
-
-    @property
-    def points_hw(self) -> np.ndarray:
-        """(n, 2) sagittal positions (h, w) in mm of its voxels, all slices together."""
-        return self.points_mm[:, 1:]
-
-    def extent_along(self, axis_hw: np.ndarray) -> tuple[float, float]:
-        """(min, max) of its voxels' projections on ``axis_hw`` (mm, from the origin)."""
-        proj = self.points_hw @ axis_hw
-        return float(proj.min()), float(proj.max())
 
 
 @dataclasses.dataclass
@@ -123,75 +74,6 @@ class Levels:
             "level_confidence": self.confidence,
             "reasons": list(self.reasons),
         }
-
-
-def _components(labels_dhw, spacing_dhw, value: int, kind: str):
-    """Component map and the components (crumbs included) of one label."""
-    spacing = np.asarray(spacing_dhw, float)
-    pieces, _n = ndimage.label(labels_dhw == value, structure=np.ones((3, 3, 3), bool))
-    found = []
-    last_row = labels_dhw.shape[1] - 1
-    for i, box in enumerate(ndimage.find_objects(pieces), start=1):
-        where = np.argwhere(pieces[box] == i) + [s.start for s in box]
-        found.append(
-            Component(
-                kind=kind,
-                label=i,
-                volume_mm3=float(len(where) * spacing.prod()),
-                centroid_mm=where.mean(axis=0) * spacing,
-                points_mm=where * spacing,
-                cut=bool(box[1].start == 0 or box[1].stop - 1 == last_row),
-            )
-        )
-    return pieces, found
-
-
-def _without_crumbs(found: list[Component]) -> list[Component]:
-    big = [c for c in found if c.volume_mm3 >= MIN_COMPONENT_MM3]
-    if not big:
-        return []
-    median = float(np.median([c.volume_mm3 for c in big]))
-    return [c for c in big if c.volume_mm3 >= MIN_SHARE_OF_MEDIAN * median]
-
-
-def _set_axes(comps: list[Component], spacing_dhw: Sequence[float]) -> None:
-    """Each component's spine axis and height (see ``Component``)."""
-    for c in comps:
-        if c.kind == "disc":
-            c.axis_hw = geometry.minor_axis(c.points_hw)
-    for i, c in enumerate(comps):
-        if c.kind != "body":
-            continue
-        near = [comps[j] for j in (i - 1, i + 1) if 0 <= j < len(comps)]
-        discs = [n.axis_hw for n in near if n.kind == "disc"]
-        if discs:
-            c.axis_hw = geometry.unit(np.mean(discs, axis=0))
-        elif near:
-            # No disc beside it: the direction of the chain through its neighbours.
-            upper = comps[i - 1] if i > 0 else c
-            lower = comps[i + 1] if i + 1 < len(comps) else c
-            c.axis_hw = geometry.unit(lower.centre_hw - upper.centre_hw)
-    for c in comps:
-        lo, hi = c.extent_along(c.axis_hw)
-        footprint = abs(c.axis_hw[0]) * spacing_dhw[1] + abs(c.axis_hw[1]) * spacing_dhw[2]
-        c.height_mm = hi - lo + footprint
-
-
-def _gap(upper: Component, lower: Component) -> float:
-    """Distance in mm along the spine from ``upper``'s lower end to ``lower``'s upper end.
-
-    Measured slice by slice (a spine curving sideways would blur the two together if all
-    slices were pooled), the median over the slices that hold both.
-    """
-    axis = geometry.unit(upper.axis_hw + lower.axis_hw)
-    gaps = []
-    for d in np.intersect1d(upper.points_mm[:, 0], lower.points_mm[:, 0]):
-        above = upper.points_mm[upper.points_mm[:, 0] == d, 1:] @ axis
-        below = lower.points_mm[lower.points_mm[:, 0] == d, 1:] @ axis
-        gaps.append(below.min() - above.max())
-    if not gaps:
-        return lower.extent_along(axis)[0] - upper.extent_along(axis)[1]
-    return float(np.median(gaps))
 
 
 def _median_height(bodies: list[Component]) -> float:
@@ -247,7 +129,7 @@ def _anchor(comps: list[Component], kinds: set[str]) -> tuple[int, int, list[str
         return low, L5_S1, reasons
     low = len(comps) - 1
     top = low
-    while top > 0 and _gap(comps[top - 1], comps[top]) < MIN_DISC_SPACE_MM:
+    while top > 0 and gap(comps[top - 1], comps[top]) < MIN_DISC_SPACE_MM:
         top -= 1
     reasons.append("no intervertebral discs: bodies and discs cannot be checked to alternate")
     if top < low or comps[low].height_mm >= SACRUM_HEIGHT_RATIO * _median_height(comps[:low]):
@@ -260,16 +142,16 @@ def _step_up(prev: Component, comp: Component, both: bool, median_h: float):
     """(chain positions to go up, fused name pair or None, reason or None) from prev to comp."""
     if not both:
         # One kind only: the other level lies between them unseen.
-        if comp.kind == "body" and _gap(comp, prev) < MIN_DISC_SPACE_MM:
+        if comp.kind == "body" and gap(comp, prev) < MIN_DISC_SPACE_MM:
             return 2, None, f"no disc space between two bodies above {prev.name}: fused?"
         return 2, None, None
     if comp.kind == prev.kind:
-        together = comp.height_mm + prev.height_mm + _gap(comp, prev)
-        if _gap(comp, prev) < 1.5 and (comp.kind == "disc" or together <= 1.3 * median_h):
+        together = comp.height_mm + prev.height_mm + gap(comp, prev)
+        if gap(comp, prev) < 1.5 and (comp.kind == "disc" or together <= 1.3 * median_h):
             return 0, None, None  # two pieces of one structure
         plural, other = ("bodies", "disc") if comp.kind == "body" else ("discs", "body")
         return 2, None, f"two {plural} without a {other} between them above {prev.name}"
-    if comp.kind == "body" and not comp.cut and comp.height_mm >= FUSED_HEIGHT_RATIO * median_h:
+    if comp.kind == "body" and comp.height_mm >= FUSED_HEIGHT_RATIO * median_h:
         ratio = comp.height_mm / median_h
         return 3, "fused", f"a body {ratio:.1f} times the median height above {prev.name}: fused"
     return 1, None, None
@@ -338,13 +220,7 @@ def name_levels(
       The components with their names, ``confidence`` and ``reasons``.
     """
     spacing = tuple(float(s) for s in spacing_dhw)
-    labeled = tuple(labeled) if labeled is not None else (True,) * len(LABEL_NAMES)
-    maps, comps = {}, []
-    for value, kind in ((BODY, "body"), (DISC, "disc")):
-        maps[kind], found = _components(labels_dhw, spacing, value, kind)
-        comps += _without_crumbs(found) if labeled[value] else []
-    comps.sort(key=lambda c: c.centroid_mm[1])
-    _set_axes(comps, spacing)
+    maps, comps = components.find(labels_dhw, spacing, labeled)
     mid = geometry.mid_sagittal_slice(labels_dhw, spacing)
     for c in comps:
         c.mid_area_mm2 = float((maps[c.kind][mid] == c.label).sum() * spacing[1] * spacing[2])

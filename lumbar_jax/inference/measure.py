@@ -24,7 +24,8 @@ import dataclasses
 import numpy as np
 
 from lumbar_jax.inference import canal, geometry
-from lumbar_jax.inference.levels import Component, Levels
+from lumbar_jax.inference.components import Component
+from lumbar_jax.inference.levels import Levels
 from lumbar_jax.labels import BODY, CANAL, CORD
 
 # Lines are sampled this far (mm) on either side of a structure's centre.

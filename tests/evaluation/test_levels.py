@@ -9,7 +9,7 @@ from lumbar_jax.data import datasets
 from lumbar_jax.data.phantom import render, truth
 from lumbar_jax.evaluation import cases, levels, reports
 from lumbar_jax.evaluation.evaluator import Evaluator
-from lumbar_jax.inference.levels import Component
+from lumbar_jax.inference.components import Component
 from lumbar_jax.labels import BODY, DISC
 from tests.helpers.commands import run_command
 
