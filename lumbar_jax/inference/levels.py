@@ -33,8 +33,10 @@ LUMBOSACRAL_ANGLE_DEG = 10.0
 FUSED_HEIGHT_RATIO = 1.6
 # Two bodies closer than this along the spine have no disc space between them.
 MIN_DISC_SPACE_MM = 3.0
-# A body is lumbar-looking at this share of the median mid-sagittal area of L3-L5 or more.
-LUMBAR_AREA_SHARE = 0.8
+# A body is lumbar-looking at this share of the median mid-sagittal area of L3-L5 or more,
+# thoracic-looking below the second; in between it is neither (the phantom's and real
+# bodies vary by 10-20 % at one level).
+LUMBAR_LOOKING, THORACIC_LOOKING = 0.85, 0.75
 
 
 @dataclasses.dataclass
@@ -177,23 +179,27 @@ def _name_up(comps: list[Component], anchor: int, position: int, reasons: list[s
 
 
 def _lumbar_count(comps: list[Component]) -> str | None:
-    """A reason when the lumbar-looking bodies above the sacrum are not five.
+    """A reason when the lumbar-looking bodies above the sacrum are clearly not five.
 
-    Going up from L5, bodies of at least ``LUMBAR_AREA_SHARE`` of the median mid-sagittal
-    area of L3-L5 are lumbar-looking; the count is known once a clearly smaller body ends the run
-    inside the field of view.
+    L5 (on the sacrum) counts; going up from it, bodies of at least ``LUMBAR_LOOKING`` times
+    the median mid-sagittal area of L3-L5 are lumbar-looking too. The count is known when a
+    body below ``THORACIC_LOOKING`` times that ends the run inside the field of view; a body
+    in between, or a body cut by the field of view, leaves it unknown (no reason).
     """
     bodies = [c for c in comps if c.kind == "body" and c.name and not c.name.startswith("S")]
-    if any("-" in c.name for c in bodies):
-        return None  # a fused segment is reported already
+    names = [c.name for c in bodies]
+    if any("-" in n for n in names) or "L5" not in names:
+        return None  # a fused segment is reported already; without L5 nothing to count
     ref = [c.mid_area_mm2 for c in bodies if c.name in ("L3", "L4", "L5") and not c.cut]
-    if not ref or not any(c.name == "L5" for c in bodies):
+    if not ref:
         return None
-    count = 0
-    for body in reversed(bodies[: [c.name for c in bodies].index("L5") + 1]):
-        if body.cut:
+    ref_area = float(np.median(ref))
+    count = 1
+    for body in reversed(bodies[: names.index("L5")]):
+        share = body.mid_area_mm2 / ref_area
+        if body.cut or THORACIC_LOOKING <= share < LUMBAR_LOOKING:
             return None
-        if body.mid_area_mm2 < LUMBAR_AREA_SHARE * float(np.median(ref)):
+        if share < THORACIC_LOOKING:
             break
         count += 1
     else:
