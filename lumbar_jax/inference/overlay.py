@@ -29,6 +29,8 @@ def panel_slices(
 
 def _names(ax, levels: Levels, spacing_dhw: Sequence[float]) -> None:
     """Writes each named body and disc's level in front of it on the mid-sagittal panel."""
+    from matplotlib import patheffects
+
     sh, sw = spacing_dhw[1], spacing_dhw[2]
     for comp in levels.named():
         here = levels.mask(comp)[levels.mid_slice]
@@ -37,7 +39,17 @@ def _names(ax, levels: Levels, spacing_dhw: Sequence[float]) -> None:
         h = float(points[:, 0].mean()) + sh / 2
         w = float(points[:, 1].min()) - 1.0
         colour = LABEL_COLOURS[1] if comp.kind == "body" else LABEL_COLOURS[2]
-        ax.text(w, h, comp.name, color=colour, fontsize=5, ha="right", va="center")
+        ax.text(
+            w,
+            h,
+            comp.name,
+            color=colour,
+            fontsize=6,
+            ha="right",
+            va="center",
+            # A dark outline keeps the name legible on bright fat and dark muscle alike.
+            path_effects=[patheffects.withStroke(linewidth=1.5, foreground="black")],
+        )
 
 
 def overlay_png(
