@@ -12,7 +12,7 @@ from scipy import ndimage
 
 from lumbar_jax.data import io
 from lumbar_jax.inference.levels import Levels
-from lumbar_jax.labels import STRUCTURES
+from lumbar_jax.labels import BODY, DISC, STRUCTURES
 
 # Connected pieces smaller than this are counted but not listed: partial-volume crumbs.
 MIN_COMPONENT_MM3 = 50.0
@@ -100,26 +100,28 @@ def grid_report(image: sitk.Image) -> dict:
 def add_levels(structures: dict, levels: Levels, label_image: sitk.Image) -> None:
     """Writes each body and disc component's level name (``"level"``) into ``structures``.
 
-    A component of ``structure_report`` and one of ``levels`` are the same voxels when their
-    centroids coincide; components without a name (crumbs) get ``None``.
+    A component of ``structure_report`` takes the names of the named pieces of ``levels``
+    that make up at least a quarter of it ("L5+S1" where two vertebrae touch in the label
+    map but were named apart), None when it has none (a crumb).
     """
-    canonical = sitk.DICOMOrient(label_image, io.CANONICAL_ORIENTATION)
-    spacing = np.asarray(levels.spacing_dhw, float)
-    named = []
-    for comp in levels.named():
-        index_xyz = (comp.centroid_mm / spacing)[::-1]
-        world = canonical.TransformContinuousIndexToPhysicalPoint(
-            tuple(float(v) for v in index_xyz)
-        )
-        named.append((comp.kind, np.asarray(world), comp.name))
-    for kind, name in (("body", "vertebral_body"), ("disc", "intervertebral_disc")):
-        for entry in structures[name]["components"]:
-            centre = np.asarray(entry["centroid_world_mm"])
-            near = [
-                (float(np.linalg.norm(world - centre)), level)
-                for k, world, level in named
-                if k == kind
-            ]
-            best = min(near, default=(np.inf, None))
-            # Report centroids are rounded to 0.01 mm.
-            entry["level"] = best[1] if best[0] < 0.1 else None
+    named = levels.named()
+    index = np.zeros(levels.maps["body"].shape, np.int16)
+    for k, comp in enumerate(named, start=1):
+        index[levels.mask(comp)] = k
+    # A copy: a view would outlive the temporary image it looks into.
+    index_zyx = sitk.GetArrayFromImage(io.from_canonical(index, label_image))
+    labels_zyx = sitk.GetArrayViewFromImage(label_image)
+    for value, name in ((BODY, "vertebral_body"), (DISC, "intervertebral_disc")):
+        entries = structures[name]["components"]
+        if not entries:
+            continue
+        pieces, n = ndimage.label(labels_zyx == value, structure=np.ones((3, 3, 3), bool))
+        centres = np.array(ndimage.center_of_mass(labels_zyx == value, pieces, range(1, n + 1)))
+        worlds = _world(label_image, centres)
+        for entry in entries:
+            # The same piece as structure_report's: the one with its (rounded) centroid.
+            i = int(np.argmin(np.linalg.norm(worlds - entry["centroid_world_mm"], axis=1)))
+            votes = np.bincount(index_zyx[pieces == i + 1], minlength=len(named) + 1)[1:]
+            share = votes / max(int((pieces == i + 1).sum()), 1)
+            found = [named[k].name for k in np.flatnonzero(share >= 0.25)]
+            entry["level"] = "+".join(dict.fromkeys(found)) or None

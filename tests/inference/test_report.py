@@ -4,7 +4,7 @@ import SimpleITK as sitk
 
 from lumbar_jax.data import io
 from lumbar_jax.inference import levels, overlay, report
-from lumbar_jax.labels import CANAL, CORD, FORAMEN
+from lumbar_jax.labels import BODY, CANAL, CORD, DISC, FORAMEN
 from tests.helpers import spines
 
 
@@ -68,6 +68,15 @@ def test_report_components_carry_their_level_names_on_any_grid():
     discs = [c["level"] for c in out["intervertebral_disc"]["components"]]
     assert bodies == ["T11", "T12", "L1", "L2", "L3", "L4", "L5", "S1", "S2"]
     assert discs == ["T11/T12", "T12/L1", "L1/L2", "L2/L3", "L3/L4", "L4/L5", "L5/S1"]
+    # A one-voxel bridge of body through L5/S1 joins L5 and S1 into one component of the
+    # report; the naming splits them at the bridge, and the report says which two it holds.
+    disc_rows = np.flatnonzero((labels_dhw[3] == DISC).any(axis=1))[-9:]  # L5/S1's rows
+    labels_dhw[3, disc_rows, 15] = BODY
+    image = sitk.DICOMOrient(io.canonical_image(labels_dhw, spacing), "LAS")
+    out = report.structure_report(image)
+    report.add_levels(out, levels.name_levels(labels_dhw, spacing), image)
+    bodies = [c["level"] for c in out["vertebral_body"]["components"]]
+    assert bodies == ["T11", "T12", "L1", "L2", "L3", "L4", "L5+S1", "S2"]
 
 
 def test_overlay_slices_follow_the_anatomy_not_the_middle_of_the_volume(tmp_path):
