@@ -1,7 +1,7 @@
 """Level names of the vertebral bodies and discs of a label map, counted from the sacrum.
 
-The bodies and discs are the pieces of their labels (``components.find``: crumbs and pieces off the column left out),
-ordered superior to inferior along the spine. The lowest disc with the sacrum below it is
+The bodies and discs are the pieces of their labels (``components.find``: crumbs and pieces
+off the column left out), ordered superior to inferior along the spine. The lowest disc with the sacrum below it is
 L5/S1 (``_anchor`` says how the sacrum is recognised); from there names go up the chain
 L5, L4/L5, L4, ... T12/L1, T12, ..., alternating disc and body, and down S1, S2, ... through
 the sacrum. Whatever makes the count doubtful (no sacrum, bodies and discs that do not
