@@ -5,7 +5,8 @@ the phantom), every label map of a case (the reference and each predicted stage)
 measured as ``predict`` does, and compared with the truth:
 
 - naming: each named body or disc is matched to the drawn level it overlaps most (voxels
-  inside the drawn segment's box, in its own frame); it is right when the names agree.
+  inside the drawn segment's box, in its own frame); it is right when the names agree (a
+  fused segment's name, "S1-S2", when it includes the drawn level).
   Accuracy is the share of named bodies and discs that are right.
 - measurements: each measured level is compared with the truth of the drawn level it was
   matched to (whatever its name, so naming and measuring errors stay apart), for levels the
@@ -148,7 +149,8 @@ def score_labels(
     for comp in named.named():
         entry = match_level(comp, truth["levels"])
         drawn = entry["name"] if entry else ""
-        if comp.name != drawn:
+        # A fused segment ("L3-L4", "S1-S2") is right when it holds the drawn level.
+        if drawn not in levels.level_range(comp.name):
             wrong.append((comp.name, drawn))
     measured = measure.measure(named, labels_dhw)
     conus_right = None

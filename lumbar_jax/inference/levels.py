@@ -25,6 +25,8 @@ _SPINE = [f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 6)] + ["S1
 CHAIN = [n for up, low in itertools.pairwise(_SPINE) for n in (up, f"{up}/{low}")]
 CHAIN.append("S1")
 L5_S1 = CHAIN.index("L5/S1")
+SACRAL_SEGMENTS = 5
+BODIES = _SPINE + [f"S{i}" for i in range(2, SACRAL_SEGMENTS + 1)]
 # The sacrum under the lowest disc: a body this many times the median body height (S1-S5
 # as one component), or a disc this many degrees steeper than the disc above it.
 SACRUM_HEIGHT_RATIO = 1.5
@@ -178,6 +180,24 @@ def _name_up(comps: list[Component], anchor: int, position: int, reasons: list[s
         prev = comp
 
 
+def _name_sacrum(sacral: list[Component], median_h: float) -> None:
+    """S1, S2, ... down the sacrum; a piece as tall as n bodies spans n segments ("S1-S2")."""
+    number = 1
+    for comp in sacral:
+        spans = max(1, round(comp.height_mm / median_h)) if np.isfinite(median_h) else 1
+        last = min(number + spans - 1, SACRAL_SEGMENTS)
+        comp.name = f"S{number}" if last <= number else f"S{number}-S{last}"
+        number = last + 1
+
+
+def level_range(name: str) -> list[str]:
+    """The body levels a name covers: "L3-L4" -> ["L3", "L4"], "L4" -> ["L4"]."""
+    if "-" not in name:
+        return [name]
+    first, last = name.split("-")
+    return BODIES[BODIES.index(first) : BODIES.index(last) + 1]
+
+
 def _lumbar_count(comps: list[Component]) -> str | None:
     """A reason when the lumbar-looking bodies above the sacrum are clearly not five.
 
@@ -235,11 +255,11 @@ def name_levels(
     kinds = {c.kind for c in comps}
     anchor, position, reasons = _anchor(comps, kinds)
     comps[anchor].name = CHAIN[position]
-    # Down through the sacrum: S1, S2, ... (none below a lowest body taken as L5).
-    first_sacral = 1 if comps[anchor].kind == "disc" else 2
+    # Down through the sacrum (none below a lowest body taken as L5).
+    first = anchor + 1 if comps[anchor].kind == "disc" else anchor
     if comps[anchor].kind == "disc" or position == len(CHAIN) - 1:
-        for k, comp in enumerate(comps[anchor + 1 :]):
-            comp.name = f"S{k + first_sacral}"
+        above = [c for c in comps[:first] if c.kind == "body"]
+        _name_sacrum(comps[first:], _median_height(above))
     _name_up(comps, anchor, position, reasons)
     count = _lumbar_count(comps)
     if count:

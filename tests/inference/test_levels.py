@@ -171,3 +171,15 @@ def test_real_bodies_get_their_labelled_levels(case):
     # The sacrum is in view but not labelled: nothing in the map says the lowest body is L5.
     assert named.confidence == "low"
     assert any("taken as L5" in r for r in named.reasons)
+
+
+def test_sacral_segments_that_touch_are_one_piece_named_for_the_segments_it_spans():
+    # S1 and S2 drawn without a gap (as at 1.5 mm pixels), then S3 apart.
+    sacrum = [("body", 26.0, 34.0), ("body", 22.0, 30.0), ("gap", 2.0, 0.0), ("body", 18, 26)]
+    labels = spines.draw(spines.spine(sacrum=False) + sacrum)
+    named = levels.name_levels(labels, (4.0, 1.0, 1.0))
+    assert _names(named) == NORMAL[:-2] + ["S1-S2", "S3"]
+    assert named.confidence == "high"
+    assert levels.level_range("S1-S2") == ["S1", "S2"]
+    assert levels.level_range("T12-L2") == ["T12", "L1", "L2"]
+    assert levels.level_range("L4/L5") == ["L4/L5"]
