@@ -178,7 +178,7 @@ def test_sacral_segments_that_touch_are_one_piece_named_for_the_segments_it_span
     sacrum = [("body", 26.0, 34.0), ("body", 22.0, 30.0), ("gap", 2.0, 0.0), ("body", 18, 26)]
     labels = spines.draw(spines.spine(sacrum=False) + sacrum)
     named = levels.name_levels(labels, (4.0, 1.0, 1.0))
-    assert _names(named) == NORMAL[:-2] + ["S1-S2", "S3"]
+    assert _names(named) == [*NORMAL[:-2], "S1-S2", "S3"]
     assert named.confidence == "high"
     assert levels.level_range("S1-S2") == ["S1", "S2"]
     assert levels.level_range("T12-L2") == ["T12", "L1", "L2"]
