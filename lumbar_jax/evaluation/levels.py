@@ -5,7 +5,8 @@ the phantom), every label map of a case (the reference and each predicted stage)
 measured as ``predict`` does, and compared with the truth:
 
 - naming: each named body or disc is matched to the drawn level it overlaps most (voxels
-  inside the drawn segment's box, in its own frame); it is right when the names agree (a
+  inside the drawn segment's box, in its own frame; a piece mostly outside every box, such
+  as a herniation split off its disc, to the nearest drawn level within 20 mm); it is right when the names agree (a
   fused segment's name, "S1-S2", when it includes the drawn level).
   Accuracy is the share of named bodies and discs that are right.
 - measurements: each measured level is compared with the truth of the drawn level it was
@@ -40,8 +41,10 @@ MEASURES = {
     "foramen_area": "foramen area (mm²)",
     "conus_position": "conus tip position (mm)",
 }
-# A named component counts as a drawn level when at least this share of it lies inside.
+# A named component counts as a drawn level when at least this share of it lies inside,
+# else as the nearest one of its kind within this distance.
 MIN_OVERLAP = 0.3
+NEAREST_MM = 20.0
 FORAMEN_MATCH_MM = 10.0
 
 
@@ -98,7 +101,15 @@ def match_level(comp: components.Component, truth_levels: list[dict]) -> dict | 
         count = int(inside.sum())
         if count > best_count:
             best, best_count = entry, count
-    return best if best_count >= MIN_OVERLAP * len(comp.points_hw) else None
+    if best_count >= MIN_OVERLAP * len(comp.points_hw):
+        return best
+    # Disc material outside the drawn box (a herniation split off from its disc): the
+    # nearest drawn level of its kind.
+    same = [e for e in truth_levels if e["kind"] == comp.kind]
+    if not same:
+        return None
+    near = min(same, key=lambda e: np.linalg.norm(comp.centre_hw - e["centre_hw_mm"]))
+    return near if np.linalg.norm(comp.centre_hw - near["centre_hw_mm"]) <= NEAREST_MM else None
 
 
 def _measure_errors(measured: measure.Measurements, truth: dict) -> dict[str, list[float]]:

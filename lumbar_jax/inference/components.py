@@ -22,7 +22,7 @@ from lumbar_jax.labels import BODY, DISC, LABEL_NAMES
 # Pieces below this volume, or below this share of the median of their kind's five largest
 # pieces, are crumbs (partial volume, a corner of a structure cut by the field of view).
 MIN_COMPONENT_MM3 = 50.0
-MIN_SHARE = 0.2
+MIN_SHARE = 0.1
 # Pieces whose bounding boxes are this close (mm) left-right and front-back, and this close
 # superior-inferior, belong to one column; the column is the group with the most volume.
 COLUMN_GAP_MM = 8.0

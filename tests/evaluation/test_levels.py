@@ -65,6 +65,8 @@ def test_a_match_needs_overlap():
     inside = np.array([[0.0, 50.0, w] for w in range(40, 60)])
     comp = Component("disc", 1, 20.0, inside.mean(0), inside)
     assert levels.match_level(comp, [entry]) is entry
+    near = inside + np.array([0.0, 15.0, 0.0])  # off the box, 15 mm from its centre
+    assert levels.match_level(Component("disc", 1, 20.0, near.mean(0), near), [entry]) is entry
     outside = inside + np.array([0.0, 30.0, 0.0])
     assert levels.match_level(Component("disc", 1, 20.0, outside.mean(0), outside), [entry]) is None
     assert levels.match_level(Component("body", 1, 20.0, inside.mean(0), inside), [entry]) is None
