@@ -38,7 +38,7 @@ MEASURES = {
     "canal_ap_at_disc": "canal AP diameter at a disc (mm)",
     "canal_narrowest": "narrowest canal AP diameter (mm)",
     "foramen_height": "foramen height (mm)",
-    "foramen_area": "foramen area (mm²)",
+    "foramen_area": "foramen area (mm^2)",
     "conus_position": "conus tip position (mm)",
 }
 # A named component counts as a drawn level when at least this share of it lies inside,
