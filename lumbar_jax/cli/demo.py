@@ -4,7 +4,8 @@
 
 Trains the coarse and the fine stage at CPU size, predicts one test series with the cascade
 (label map, JSON report, PNG overlay), exports both stages to ONNX and predicts the series
-again with onnxruntime, and evaluates the test split beside the paper's table.
+again with onnxruntime, and evaluates the test split beside the paper's table, with the level
+names and measurements scored against the phantom's truth.
 """
 
 from __future__ import annotations
