@@ -1,5 +1,7 @@
 """Device peaks: a table of datasheet numbers for common GPUs, and a CPU matmul peak measured.
 
+The roofline prediction built on these numbers is ``benchmarks/roofline.py``.
+
 The GPU numbers are dense (no structured sparsity) tensor-core peaks from NVIDIA's datasheets.
 JAX's default matmul/convolution precision on Ampere and newer GPUs lets float32 use TF32
 tensor cores, so float32 work is compared with the TF32 peak there (the plain FP32 CUDA-core
@@ -8,10 +10,12 @@ peak is listed too, for GPUs without TF32).
 
 from __future__ import annotations
 
-import time
+from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
+
+from benchmarks.common import time_calls
 
 TFLOPS = 1e12
 GBPS = 1e9
@@ -106,16 +110,12 @@ def measure_cpu_matmul_peak(dtype: str = "float32", n: int = 2048, repeats: int 
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.dtype(dtype))
     b = jax.random.normal(jax.random.key(1), (n, n), jnp.dtype(dtype))
     matmul = jax.jit(lambda a, b: a @ b)
-    jax.block_until_ready(matmul(a, b))
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(matmul(a, b))
-        best = min(best, time.perf_counter() - start)
+    _, times = time_calls(lambda: jax.block_until_ready(matmul(a, b)), repeats)
+    best = min(times)
     return {"dtype": dtype, "n": n, "seconds": best, "flops_per_s": 2 * n**3 / best}
 
 
-def device_peak(dtype: str, cpu_peaks: dict[str, float]) -> tuple[float | None, str]:
+def device_peak(dtype: str, cpu_peaks: Mapping[str, float]) -> tuple[float | None, str]:
     """(peak FLOP/s, where it comes from) for the default device and a compute dtype."""
     device = jax.devices()[0]
     if device.platform == "cpu":
@@ -125,56 +125,3 @@ def device_peak(dtype: str, cpu_peaks: dict[str, float]) -> tuple[float | None, 
     if name is None:
         return None, f"no peak known for {device.device_kind}"
     return gpu_peak_flops(name, dtype), GPU_PEAKS[name]["source"]
-
-
-def ring_allreduce_s(num_bytes: float, devices: int, link_bytes_s: float) -> float:
-    """Bandwidth term of a ring all-reduce: each device sends 2 (n - 1) / n of the bytes."""
-    return 2 * (devices - 1) / devices * num_bytes / link_bytes_s
-
-
-def roofline(
-    flops: float, bytes_accessed: float, grad_bytes: float, dtype: str, gpus: int = 8
-) -> list[dict]:
-    """Predicted step time and utilization on A100 and H100 for one compiled step.
-
-    Args:
-      flops: the step's FLOPs (XLA cost analysis).
-      bytes_accessed: the step's memory traffic (XLA cost analysis).
-      grad_bytes: bytes of the gradients all-reduced each step (float32 parameters).
-      dtype: compute dtype; selects TF32 or BF16 peaks.
-      gpus: GPUs of one node for the data-parallel prediction (weak scaling: the same
-        per-GPU batch, so the only added time is the gradient all-reduce).
-
-    Returns:
-      One dict per GPU. The time is max(compute, memory): a lower bound, reached only if every
-      kernel ran at peak. The all-reduce is assumed not to overlap the backward pass (an upper
-      bound on its cost).
-    """
-    rows = []
-    for name in ("A100 SXM 80GB", "H100 SXM"):
-        peaks = GPU_PEAKS[name]
-        peak = gpu_peak_flops(name, dtype)
-        compute_s = flops / peak
-        memory_s = bytes_accessed / peaks["hbm_bytes_s"]
-        step_s = max(compute_s, memory_s)
-        allreduce_s = ring_allreduce_s(grad_bytes, gpus, peaks["nvlink_bytes_s_per_direction"])
-        rows.append(
-            {
-                "gpu": name,
-                "dtype": dtype,
-                "peak_flops_per_s": peak,
-                "hbm_bytes_per_s": peaks["hbm_bytes_s"],
-                "nvlink_bytes_per_s_per_direction": peaks["nvlink_bytes_s_per_direction"],
-                "compute_s": compute_s,
-                "memory_s": memory_s,
-                "bound": "compute" if compute_s >= memory_s else "memory",
-                "step_s": step_s,
-                "utilization": flops / step_s / peak,
-                "gpus": gpus,
-                "allreduce_s": allreduce_s,
-                "step_s_multi_gpu": step_s + allreduce_s,
-                "allreduce_overhead": allreduce_s / (step_s + allreduce_s),
-                "source": peaks["source"],
-            }
-        )
-    return rows

@@ -8,24 +8,35 @@ Exports both stages to ONNX (verified, into a temporary folder), then predicts t
 series (which includes JAX compilation). Reports per-series wall time of the whole
 ``predict_series`` (read, cascade, write label map, JSON and PNG) and of the cascade alone,
 with the device, versions and date.
+
+In the suite (``run_or_skip``), the runs given, or else the demo's in ``runs/demo``; without
+trained runs, or if the export fails its parity check, a note says why the part was skipped.
 """
 
 from __future__ import annotations
 
-import datetime
+import importlib.metadata
 import json
 import platform
 import statistics
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import jax
-import onnxruntime
 from absl import app, flags
 
-from lumbar_jax import __version__, export, inference, onnx_backend, stage
+from benchmarks import common
+from benchmarks.render import table
+from lumbar_jax import __version__
 from lumbar_jax.data import datasets
+from lumbar_jax.export import onnx as export
+from lumbar_jax.inference import jax_stage, onnx_stage, writer
+
+TITLE = "Inference"
+DEMO_RUNS = Path("runs/demo")
 
 FLAGS = flags.FLAGS
 
@@ -42,12 +53,12 @@ def define_flags() -> None:
     flags.DEFINE_string("output", "", "JSON file for the results (and a .md beside).")
 
 
-def time_backend(models, cases, output: Path) -> dict[str, float]:
+def time_backend(models: Sequence[Any], cases: Sequence[Any], output: Path) -> dict:
     """Median seconds per series (whole predict_series, and the cascade alone)."""
     totals, cascades = [], []
     for i, case in enumerate(cases):
         start = time.perf_counter()
-        summary = inference.predict_series(*models, case.image_path, output, case.case_id)
+        summary = writer.predict_series(*models, case.image_path, output, case.case_id)
         if i == 0:
             continue  # warm-up: compilation, caches
         totals.append(time.perf_counter() - start)
@@ -60,7 +71,18 @@ def time_backend(models, cases, output: Path) -> dict[str, float]:
 
 
 def run(coarse_path: str, fine_path: str, num_series: int) -> dict:
-    coarse, fine = stage.load_cascade(coarse_path, fine_path)
+    """Exports both stages, then times each backend on the same series.
+
+    Args:
+      coarse_path: the coarse run or checkpoint.
+      fine_path: the fine run or checkpoint; its dataset's test series are predicted.
+      num_series: timed series per backend, after one warm-up series.
+
+    Returns:
+      The device, versions, runs, each stage's export parity (max abs difference and argmax
+      agreement per check) and, per backend, ``time_backend``'s medians.
+    """
+    coarse, fine = jax_stage.load_stages(coarse_path, fine_path)
     dataset = datasets.from_config(fine.config.data)
     # Test series first; any others if the split is short (only timing matters here).
     test_ids = dataset.splits.get(fine.config.data.test_split, [])
@@ -73,7 +95,7 @@ def run(coarse_path: str, fine_path: str, num_series: int) -> dict:
             name = trained.config.stage
             checks = export.export_stage(trained, tmp / f"{name}.onnx")
             parity[name] = {c.name: [c.max_abs_diff, c.argmax_agreement] for c in checks}
-        onnx_models, _ = onnx_backend.load_cascade(tmp / "coarse.onnx", tmp / "fine.onnx")
+        onnx_models, _ = onnx_stage.load_stages(tmp / "coarse.onnx", tmp / "fine.onnx")
         jax_models = (coarse.cascade_model(), fine.cascade_model())
         results = {
             "jax": time_backend(jax_models, cases, tmp / "jax"),
@@ -82,13 +104,14 @@ def run(coarse_path: str, fine_path: str, num_series: int) -> dict:
     d = cases[0]
     return {
         "benchmark": "inference",
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "date": common.utc_now(),
         "device": f"{jax.devices()[0].device_kind} ({jax.default_backend()})",
         "cpu": platform.processor() or platform.machine(),
         "versions": {
             "lumbar_jax": __version__,
             "jax": jax.__version__,
-            "onnxruntime": onnxruntime.__version__,
+            # The onnx extra; read without importing it.
+            "onnxruntime": importlib.metadata.version("onnxruntime"),
         },
         "coarse": f"{coarse_path} (input {list(coarse.config.data.input_shape)})",
         "fine": f"{fine_path} (input {list(fine.config.data.input_shape)})",
@@ -99,21 +122,45 @@ def run(coarse_path: str, fine_path: str, num_series: int) -> dict:
     }
 
 
+def run_or_skip(coarse: str, fine: str, num_series: int, demo: Path = DEMO_RUNS) -> dict:
+    """``run`` on the given runs, else on the demo's; ``{"skipped": why}`` if it cannot run.
+
+    Args:
+      coarse: the coarse run, or "" for the demo's.
+      fine: the fine run, or "" for the demo's.
+      num_series: timed series per backend.
+      demo: where the demo writes its runs (``coarse/`` and ``fine/``).
+    """
+    if not coarse or not fine:
+        if not ((demo / "coarse").is_dir() and (demo / "fine").is_dir()):
+            return {
+                "skipped": "no trained runs: pass --coarse=RUN --fine=RUN (or train the demo, "
+                "which writes runs/demo/coarse and runs/demo/fine)"
+            }
+        coarse, fine = str(demo / "coarse"), str(demo / "fine")
+    try:
+        return run(coarse, fine, num_series)
+    except Exception as e:  # e.g. an export parity failure: keep the other parts' results
+        return {"skipped": f"failed: {type(e).__name__}: {e}"}
+
+
 def markdown(result: dict) -> str:
-    jax_r, ort_r = result["results"]["jax"], result["results"]["onnxruntime"]
-    return "\n".join(
-        [
-            f"Cascade latency per series on {result['device']}, {result['series_timed']} "
-            f"series after one warm-up ({result['date']}):",
-            "",
-            "| backend | whole series (read, cascade, write) | cascade alone |",
-            "|---|---|---|",
-            f"| JAX | {jax_r['series_s_median']:.2f} s | {jax_r['cascade_s_median']:.2f} s |",
-            f"| onnxruntime | {ort_r['series_s_median']:.2f} s | "
-            f"{ort_r['cascade_s_median']:.2f} s |",
-            "",
-        ]
-    )
+    """The median latency per series of each backend, whole and cascade alone."""
+    cells = [
+        [name, f"{r['series_s_median']:.2f} s", f"{r['cascade_s_median']:.2f} s"]
+        for name, r in (
+            ("JAX", result["results"]["jax"]),
+            ("onnxruntime", result["results"]["onnxruntime"]),
+        )
+    ]
+    header = ["backend", "whole series (read, cascade, write)", "cascade alone"]
+    lines = [
+        f"Cascade latency per series on {result['device']}, {result['series_timed']} "
+        f"series after one warm-up ({result['date']}):",
+        "",
+        *table(header, cells),
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str]) -> None:

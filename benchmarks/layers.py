@@ -13,15 +13,21 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
-import time
+from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 from absl import app, flags
 
+from benchmarks import common
+from benchmarks.render import table
 from lumbar_jax import config as config_lib
 from lumbar_jax.model.unet3d import ConvNormAct
+
+TITLE = "Per layer: conv block (conv, GroupNorm, ReLU) forward + backward"
+DTYPES = ("float32", "bfloat16")
+REPEATS = 3
 
 FLAGS = flags.FLAGS
 
@@ -31,10 +37,10 @@ def define_flags() -> None:
     flags.DEFINE_string("config", "fine:cpu", "Config NAME[:ARG] or path.")
     flags.DEFINE_integer("batch", 2, "Batch size.")
     flags.DEFINE_list("impls", ["stack2d", "xla"], "JAX conv implementations to time.")
-    flags.DEFINE_integer("repeats", 3, "Timed calls per layer (median).")
+    flags.DEFINE_integer("repeats", REPEATS, "Timed calls per layer (median).")
 
 
-def conv_layers(config) -> list[dict]:
+def conv_layers(config: ml_collections.ConfigDict) -> list[dict]:
     """Every conv block of the config's U-Net: name, spatial shape, input and output channels."""
     base, factors = config.model.base_filters, [tuple(f) for f in config.model.pool_factors]
     shape = list(config.data.input_shape)
@@ -62,18 +68,15 @@ def conv_layers(config) -> list[dict]:
     return layers
 
 
-def _median_s(fn, repeats: int) -> float:
-    fn()  # warm-up (and compilation)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def time_jax_block(layer: dict, batch: int, config, impl: str, dtype: str, repeats: int) -> float:
-    """Seconds for forward + backward of one ConvNormAct block, jitted."""
+def time_jax_block(
+    layer: dict,
+    batch: int,
+    config: ml_collections.ConfigDict,
+    impl: str,
+    dtype: str,
+    repeats: int,
+) -> float:
+    """Median seconds for forward + backward of one ConvNormAct block, jitted."""
     module = ConvNormAct(
         layer["cout"], config.model.norm, config.model.num_groups, impl, jnp.dtype(dtype)
     )
@@ -91,11 +94,13 @@ def time_jax_block(layer: dict, batch: int, config, impl: str, dtype: str, repea
         return jnp.sum(jnp.square(module.apply(params, *parts).astype(jnp.float32)))
 
     grad = jax.jit(jax.grad(loss, argnums=(0, 1)))
-    return _median_s(lambda: jax.block_until_ready(grad(params, parts)), repeats)
+    return common.median_time(lambda: jax.block_until_ready(grad(params, parts)), repeats)
 
 
-def time_torch_block(layer: dict, batch: int, config, dtype: str, repeats: int) -> float:
-    """Seconds for forward + backward of the same block in PyTorch eager."""
+def time_torch_block(
+    layer: dict, batch: int, config: ml_collections.ConfigDict, dtype: str, repeats: int
+) -> float:
+    """Median seconds for forward + backward of the same block in PyTorch eager."""
     import torch
 
     from benchmarks.torch_unet import ConvNormAct as TorchConvNormAct
@@ -108,11 +113,16 @@ def time_torch_block(layer: dict, batch: int, config, dtype: str, repeats: int) 
             y = block(x)
         y.float().square().sum().backward()
 
-    return _median_s(step, repeats)
+    return common.median_time(step, repeats)
 
 
 def time_layers(
-    config, batch: int, impls: list[str], dtypes: list[str], repeats: int, torch_ok: bool
+    config: ml_collections.ConfigDict,
+    batch: int,
+    impls: Sequence[str],
+    dtypes: Sequence[str],
+    repeats: int,
+    torch_ok: bool,
 ) -> list[dict]:
     """One row per conv block with the JAX time per impl and dtype and the PyTorch times.
 
@@ -144,43 +154,52 @@ def time_layers(
     return rows
 
 
-def markdown(rows: list[dict], impls: list[str], dtypes: list[str]) -> str:
+def run(spec: dict, with_torch: bool = False, overrides: Mapping[str, str] | None = None) -> dict:
+    """Every conv block of a config timed in float32 and bfloat16 (``time_layers``).
+
+    Args:
+      spec: ``config`` (a name), ``batch`` and ``impls`` (JAX conv implementations).
+      with_torch: also time the PyTorch blocks (torch must be installed).
+      overrides: config overrides (tests shrink the model with them).
+
+    Returns:
+      ``{"config", "batch", "impls", "dtypes", "rows"}``, one row per block.
+    """
+    config = common.load_config(spec["config"], overrides)
+    rows = time_layers(config, spec["batch"], spec["impls"], DTYPES, REPEATS, with_torch)
+    return {**spec, "dtypes": list(DTYPES), "rows": rows}
+
+
+def markdown(result: dict) -> str:
     """A table with one column per timed variant and the JAX/PyTorch ratio per dtype."""
+    rows, impls, dtypes = result["rows"], result["impls"], result["dtypes"]
     cols = [f"jax_{i}_{d}_s" for d in dtypes for i in impls] + [f"torch_{d}_s" for d in dtypes]
     cols = [c for c in cols if c in rows[0]]
     header = ["layer", "input (b,d,h,w,c)", "out c"] + [c[:-2] + " (ms)" for c in cols]
     ratio_cols = [d for d in dtypes if f"torch_{d}_s" in rows[0]]
     header += [f"JAX {impls[0]}/PyTorch {d}" for d in ratio_cols]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    totals = dict.fromkeys(cols, 0.0)
+    cells = []
     for r in rows:
-        cells = [r["layer"], "x".join(map(str, r["shape_bdhwc_in"])), str(r["cout"])]
-        cells += [f"{1000 * r[c]:.1f}" for c in cols]
-        cells += [f"{r[f'jax_{impls[0]}_{d}_s'] / r[f'torch_{d}_s']:.2f}" for d in ratio_cols]
-        lines.append("| " + " | ".join(cells) + " |")
-        for c in cols:
-            totals[c] += r[c]
-    cells = ["all conv blocks", "", ""] + [f"{1000 * totals[c]:.1f}" for c in cols]
-    cells += [f"{totals[f'jax_{impls[0]}_{d}_s'] / totals[f'torch_{d}_s']:.2f}" for d in ratio_cols]
-    lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def torch_available() -> bool:
-    """Whether the optional PyTorch reference can run."""
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return False
-    return True
+        cells.append(
+            [r["layer"], "x".join(map(str, r["shape_bdhwc_in"])), str(r["cout"])]
+            + [f"{1000 * r[c]:.1f}" for c in cols]
+            + [f"{r[f'jax_{impls[0]}_{d}_s'] / r[f'torch_{d}_s']:.2f}" for d in ratio_cols]
+        )
+    totals = {c: sum(r[c] for r in rows) for c in cols}
+    cells.append(
+        ["all conv blocks", "", ""]
+        + [f"{1000 * totals[c]:.1f}" for c in cols]
+        + [f"{totals[f'jax_{impls[0]}_{d}_s'] / totals[f'torch_{d}_s']:.2f}" for d in ratio_cols]
+    )
+    return "\n".join(table(header, cells)) + "\n"
 
 
 def main(argv: list[str]) -> None:
     del argv
     config = config_lib.load_config(FLAGS.config)
-    dtypes = ["float32", "bfloat16"]
-    rows = time_layers(config, FLAGS.batch, FLAGS.impls, dtypes, FLAGS.repeats, torch_available())
-    print(markdown(rows, FLAGS.impls, dtypes))
+    torch_ok = common.torch_available()
+    rows = time_layers(config, FLAGS.batch, FLAGS.impls, DTYPES, FLAGS.repeats, torch_ok)
+    print(markdown({"impls": FLAGS.impls, "dtypes": list(DTYPES), "rows": rows}))
 
 
 if __name__ == "__main__":

@@ -10,19 +10,15 @@ defaults here) compile the convolutions and layers a GPU would run.
 
 from __future__ import annotations
 
-import datetime
-import functools
 import json
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
+import ml_collections
 from absl import app, flags
 
-from lumbar_jax import config as config_lib
-from lumbar_jax import trainer
-
-GIB = 1024**3
+from benchmarks import common
+from benchmarks.render import table
 
 FLAGS = flags.FLAGS
 
@@ -39,77 +35,81 @@ def define_flags() -> None:
     flags.DEFINE_string("output", "benchmarks/results", "Folder for memory.json/.md.")
 
 
-def train_step_memory(config, batch: int) -> dict:
-    """XLA's memory analysis of the compiled train step, in GiB."""
-    shape = tuple(config.data.input_shape)
-    state = jax.eval_shape(lambda: trainer.create_train_state(config, jax.random.key(0)))
-    batch_spec = {
-        "image_dhwc": jax.ShapeDtypeStruct((batch, *shape, 1), jnp.float32),
-        "label_dhw": jax.ShapeDtypeStruct((batch, *shape), jnp.uint8),
-        "labeled_c": jax.ShapeDtypeStruct((batch, config.data.num_classes), jnp.bool_),
-    }
-    step = jax.jit(functools.partial(trainer.train_step, config=config), donate_argnums=0)
-    compiled = step.lower(state, batch_spec, jax.random.key(0)).compile()
-    m = compiled.memory_analysis()
-    arguments = m.argument_size_in_bytes / GIB
-    outputs = m.output_size_in_bytes / GIB
-    aliased = m.alias_size_in_bytes / GIB
-    temp = m.temp_size_in_bytes / GIB
-    return {
-        "arguments_gib": round(arguments, 3),
-        "outputs_gib": round(outputs, 3),
-        "aliased_gib": round(aliased, 3),
-        "temp_gib": round(temp, 3),
-        # Donated state is aliased to the new state: counted once.
-        "peak_estimate_gib": round(arguments + outputs - aliased + temp, 3),
-    }
+def train_step_memory(config: ml_collections.ConfigDict, batch: int) -> dict:
+    """XLA's memory analysis of the compiled train step, in GiB (rounded to 3 decimals)."""
+    memory = common.memory_analysis(common.compile_train_step_shapes(config, batch))
+    return {key: round(gib, 3) for key, gib in memory.items()}
 
 
-def main(argv: list[str]) -> None:
-    del argv
+def run(batch: int, conv_impl: str = "xla", layer_impl: str = "flax") -> dict:
+    """The memory analysis of ``coarse`` and ``fine`` per dtype, with and without remat.
+
+    Returns:
+      ``{"meta", "rows"}``: the date, backend, device, jax version and conv_impl, and one row
+      per stage, dtype and remat setting.
+    """
     rows = []
     for stage in ("coarse", "fine"):
         for dtype in ("float32", "bfloat16"):
             for remat in (False, True):
-                config = config_lib.load_config(
+                config = common.load_config(
                     stage,
                     {
                         "model.dtype": dtype,
                         "model.remat": str(remat),
-                        "model.conv_impl": FLAGS.conv_impl,
-                        "model.layer_impl": FLAGS.layer_impl,
+                        "model.conv_impl": conv_impl,
+                        "model.layer_impl": layer_impl,
                     },
                 )
-                row = {"stage": stage, "dtype": dtype, "remat": remat, "batch": FLAGS.batch}
-                row.update(train_step_memory(config, FLAGS.batch))
+                row = {"stage": stage, "dtype": dtype, "remat": remat, "batch": batch}
+                row.update(train_step_memory(config, batch))
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    device = jax.devices()[0]
     meta = {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "date": common.utc_now(),
         "backend": jax.default_backend(),
-        "device": device.device_kind,
+        "device": jax.devices()[0].device_kind,
         "jax": jax.__version__,
-        "conv_impl": FLAGS.conv_impl,
+        "conv_impl": conv_impl,
     }
-    out = Path(FLAGS.output)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "memory.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    return {"meta": meta, "rows": rows}
+
+
+def markdown(result: dict) -> str:
+    """One line on where it was compiled, and the table (whether it fits the paper's GPU)."""
+    meta = result["meta"]
+    header = ["stage", "dtype", "remat", "batch", "params+opt state (GiB)", "temporaries (GiB)"]
+    header += ["peak estimate (GiB)", "fits 16 GB P100"]
+    cells = [
+        [
+            r["stage"],
+            r["dtype"],
+            r["remat"],
+            r["batch"],
+            f"{r['outputs_gib']:.2f}",
+            f"{r['temp_gib']:.2f}",
+            f"{r['peak_estimate_gib']:.2f}",
+            "yes" if r["peak_estimate_gib"] * common.GIB < 16e9 else "no",
+        ]
+        for r in result["rows"]
+    ]
     lines = [
         f"Train-step memory, XLA memory analysis on {meta['backend']} ({meta['device']}), "
         f"conv_impl={meta['conv_impl']}, jax {meta['jax']}, {meta['date']}:",
         "",
-        "| stage | dtype | remat | batch | params+opt state (GiB) | temporaries (GiB) | peak estimate (GiB) | fits 16 GB P100 |",
-        "|---|---|---|---|---|---|---|---|",
+        *table(header, cells),
     ]
-    for r in rows:
-        fits = "yes" if r["peak_estimate_gib"] * GIB < 16e9 else "no"
-        lines.append(
-            f"| {r['stage']} | {r['dtype']} | {r['remat']} | {r['batch']} | {r['outputs_gib']:.2f} "
-            f"| {r['temp_gib']:.2f} | {r['peak_estimate_gib']:.2f} | {fits} |"
-        )
-    (out / "memory.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    result = run(FLAGS.batch, FLAGS.conv_impl, FLAGS.layer_impl)
+    out = Path(FLAGS.output)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "memory.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "memory.md").write_text(markdown(result))
+    print(markdown(result), end="")
 
 
 if __name__ == "__main__":

@@ -9,17 +9,17 @@ share the machine's cores, so on CPU these times show overheads, not a speed-up.
 
 from __future__ import annotations
 
-import functools
 import json
 import statistics
+from typing import Any
 
 import jax
+import ml_collections
 from absl import app, flags
 
-from benchmarks.common import random_batch, time_steps
+from benchmarks import common
 from lumbar_jax import config as config_lib
-from lumbar_jax import trainer
-from lumbar_jax.parallel import DataParallel
+from lumbar_jax.training.parallel import DataParallel
 
 FLAGS = flags.FLAGS
 
@@ -36,7 +36,12 @@ def define_flags() -> None:
 
 
 def time_mode(
-    config, mode: str, devices: list, global_batch: int, steps: int, initial=None
+    config: ml_collections.ConfigDict,
+    mode: str,
+    devices: list,
+    global_batch: int,
+    steps: int,
+    initial: Any = None,
 ) -> dict:
     """Compile-and-first-step seconds and the median step time of one mode on ``devices``.
 
@@ -47,14 +52,19 @@ def time_mode(
       global_batch: samples per step over all devices.
       steps: timed steps after the first.
       initial: host train state; default the config's initial state.
+
+    Returns:
+      ``devices``, ``global_batch``, ``compile_and_first_step_s`` and ``step_s_median``.
     """
     if initial is None:
-        initial = jax.device_get(trainer.create_train_state(config, jax.random.key(0)))
+        initial = jax.device_get(common.initial_state(config))
     dp = DataParallel(mode, global_batch, devices)
-    state = dp.place_state(initial)
-    step = dp.wrap_step(functools.partial(trainer.train_step, config=config))
-    batch = random_batch(config, global_batch)
-    first, times = time_steps(step, state, dp.place_batch(batch), steps)
+    runner = common.StepRunner(
+        dp.wrap_step(common.train_step_fn(config)),
+        dp.place_state(initial),
+        dp.place_batch(common.random_batch(config, global_batch)),
+    )
+    first, times = common.time_calls(runner, steps)  # the first call compiles
     return {
         "devices": len(devices),
         "global_batch": global_batch,
@@ -63,9 +73,9 @@ def time_mode(
     }
 
 
-def time_modes(config, global_batch: int, steps: int) -> list[dict]:
+def time_modes(config: ml_collections.ConfigDict, global_batch: int, steps: int) -> list[dict]:
     """Median step time per mode on identical inputs."""
-    initial = jax.device_get(trainer.create_train_state(config, jax.random.key(0)))
+    initial = jax.device_get(common.initial_state(config))
     rows = []
     modes = [("one_device", "mesh", jax.devices()[:1])]
     modes += [("mesh", "mesh", jax.devices()), ("pmap", "pmap", jax.devices())]

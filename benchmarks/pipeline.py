@@ -11,11 +11,13 @@ host intensity augmentation on its own. Other load on the machine slows every nu
 1-minute load average before and after is recorded. Writes ``pipeline_fine.json`` and
 ``pipeline_fine.md`` to ``--output``; the train step it is compared with is
 ``train_step_fine_b1.json`` there (``python -m benchmarks.train_step``).
+
+In the suite (``run``), the same iterator of a smaller config and phantom, once per worker
+count, against the train step the suite measured.
 """
 
 from __future__ import annotations
 
-import datetime
 import gc
 import json
 import os
@@ -23,16 +25,21 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import grain
+import ml_collections
 import numpy as np
 import scipy
 from absl import app, flags
 
+from benchmarks import common
+from benchmarks.render import table
 from lumbar_jax import config as config_lib
 from lumbar_jax.data import datasets, pipeline, prepared
 
+TITLE = "Input pipeline"
 # Estimate, not a measurement: a fine step of the paper's batch of 5 on one H100.
 H100_STEP_S_ESTIMATE, H100_BATCH = 0.1, 5
 
@@ -52,7 +59,8 @@ def define_flags() -> None:
     flags.DEFINE_string("output", "benchmarks/results", "Folder for the results.")
 
 
-def fine_config(cases: int, workers: int = 0):
+def fine_config(cases: int, workers: int = 0) -> ml_collections.ConfigDict:
+    """The fine config at batch 1 on a phantom of ``cases`` series at matrix 320."""
     return config_lib.load_config(
         "fine",
         {
@@ -64,7 +72,9 @@ def fine_config(cases: int, workers: int = 0):
     )
 
 
-def time_pipeline(config, dataset: datasets.Dataset, samples: int) -> dict:
+def time_pipeline(
+    config: ml_collections.ConfigDict, dataset: datasets.Dataset, samples: int
+) -> dict:
     """First-batch latency and steady-state samples/s of the training iterator."""
     warmup = 2 * len(dataset.split(config.data.train_split))
     start = time.perf_counter()
@@ -90,16 +100,9 @@ def time_pipeline(config, dataset: datasets.Dataset, samples: int) -> dict:
     }
 
 
-def _median_ms(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return round(1000 * statistics.median(times), 2)
-
-
-def time_sample_parts(config, dataset: datasets.Dataset, repeats: int = 15) -> dict:
+def time_sample_parts(
+    config: ml_collections.ConfigDict, dataset: datasets.Dataset, repeats: int = 15
+) -> dict[str, float]:
     """Per-sample host milliseconds of resampling and of each intensity augmentation."""
     cases = dataset.split(config.data.train_split)
     case = prepared.prepare_case(cases[0], dataset, config.data.window_percentiles)
@@ -121,41 +124,117 @@ def time_sample_parts(config, dataset: datasets.Dataset, repeats: int = 15) -> d
             image, aug, rng
         )
     parts["left-right flip (copy)"] = lambda: np.ascontiguousarray(image[::-1])
-    return {name: _median_ms(fn, repeats) for name, fn in parts.items()}
+    return {name: round(1000 * common.median_time(fn, repeats), 2) for name, fn in parts.items()}
 
 
-def main(argv: list[str]) -> None:
-    del argv
+def run(
+    spec: dict,
+    step_rows: Sequence[dict] = (),
+    overrides: Mapping[str, str] | None = None,
+) -> dict:
+    """Input pipeline samples/s against workers, and whether it keeps up with the step.
+
+    Args:
+      spec: ``config`` (a name), ``cases`` (phantom series), ``samples`` (timed per worker
+        count) and ``workers`` (the counts).
+      step_rows: the suite's train-step rows; the fastest float32 one of the same config is
+        the consumer the pipeline has to keep up with.
+      overrides: config overrides (tests shrink the model with them).
+
+    Returns:
+      ``{"config", "input_shape", "phantom_cases", "rows", "train_step_samples_per_s",
+      "keeps_up"}``, one row per worker count (``time_pipeline``).
+    """
+    name = spec["config"]
+    rows = []
+    for workers in spec["workers"]:
+        config = common.load_config(
+            name,
+            overrides,
+            **{
+                "optim.batch_size": "1",
+                "data.phantom_cases": str(spec["cases"]),
+                "data.worker_count": str(workers),
+            },
+        )
+        dataset = datasets.from_config(config.data)
+        rows.append(time_pipeline(config, dataset, spec["samples"]))
+        print(json.dumps(rows[-1]), flush=True)
+    steps = [r for r in step_rows if r["config"] == name and r["dtype"] == "float32"]
+    consumer = max((r["samples_per_s"] for r in steps), default=None)
+    best = max(r["samples_per_s"] for r in rows)
+    return {
+        "config": name,
+        "input_shape": list(config.data.input_shape),
+        "phantom_cases": spec["cases"],
+        "rows": rows,
+        "train_step_samples_per_s": consumer,
+        "keeps_up": None if consumer is None else best >= consumer,
+    }
+
+
+def markdown(result: dict) -> str:
+    """The iterator's rate per worker count and whether it keeps up with the train step."""
+    cells = [
+        [r["workers"], f"{r['first_batch_s']:.1f}", f"{r['samples_per_s']:.1f}"]
+        for r in result["rows"]
+    ]
+    lines = [
+        f"Training iterator of `{result['config']}` "
+        f"({'x'.join(map(str, result['input_shape']))}, batch 1, default augmentation, "
+        f"{result['phantom_cases']} phantom series).",
+        "",
+        *table(["grain workers", "first batch (s)", "samples/s"], cells),
+    ]
+    if result["train_step_samples_per_s"]:
+        verdict = "keeps up with" if result["keeps_up"] else "does NOT keep up with"
+        lines += [
+            "",
+            f"The pipeline {verdict} the measured float32 train step of the same config "
+            f"({result['train_step_samples_per_s']:.2f} samples/s).",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def run_fine(
+    cases: int, samples: int, workers: Sequence[int], repeats: int, step_file: Path
+) -> dict:
+    """The program's benchmark: the fine config at full size, against the fine train step.
+
+    Args:
+      cases: phantom series to generate (matrix 320).
+      samples: timed samples per run.
+      workers: grain worker counts to time.
+      repeats: runs per worker count (the median is reported).
+      step_file: ``python -m benchmarks.train_step``'s JSON of the fine step, if there.
+
+    Returns:
+      ``{"meta", "pipeline", "sample_ms"}``, with ``train_step_cpu`` when ``step_file``
+      exists, and ``train_step_h100_estimate``.
+    """
     # Other work on the machine slows every row; the load says how quiet it was.
     load_before = os.getloadavg()[0]
-    config = fine_config(FLAGS.cases)
+    config = fine_config(cases)
     dataset = datasets.from_config(config.data)
     # Per-sample parts first, while no worker process competes for the cores.
     parts = time_sample_parts(config, dataset)
     print(json.dumps(parts), flush=True)
     rows = []
-    for workers in (int(w) for w in FLAGS.workers):
-        runs = [
-            time_pipeline(fine_config(FLAGS.cases, workers), dataset, FLAGS.samples)
-            for _ in range(FLAGS.repeats)
-        ]
+    for count in workers:
+        runs = [time_pipeline(fine_config(cases, count), dataset, samples) for _ in range(repeats)]
         rates = [r["samples_per_s"] for r in runs]
         row = {
-            "workers": workers,
+            "workers": count,
             "first_batch_s": statistics.median(r["first_batch_s"] for r in runs),
             "warmup_samples": runs[0]["warmup_samples"],
-            "timed_samples": FLAGS.samples,
+            "timed_samples": samples,
             "samples_per_s": statistics.median(rates),
             "samples_per_s_runs": rates,
         }
         print(json.dumps(row), flush=True)
         rows.append(row)
-
-    out = Path(FLAGS.output)
-    step_file = out / "train_step_fine_b1.json"
-    step = json.loads(step_file.read_text()) if step_file.is_file() else None
     meta = {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "date": common.utc_now(),
         "host": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "cpu_count": os.cpu_count(),
         "load_avg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
@@ -166,13 +245,19 @@ def main(argv: list[str]) -> None:
         "config": "fine",
         "input_shape": list(config.data.input_shape),
         "batch": 1,
-        "phantom_cases": FLAGS.cases,
+        "phantom_cases": cases,
         "phantom_matrix": 320,
         "train_cases": len(dataset.split(config.data.train_split)),
         "aug": config.aug.to_dict(),
     }
-    result = {"meta": meta, "pipeline": rows, "sample_ms": parts}
-    if step:
+    return {"meta": meta, "pipeline": rows, "sample_ms": parts, **_consumers(step_file)}
+
+
+def _consumers(step_file: Path) -> dict:
+    """The measured fine train step (if ``step_file`` exists) and the H100 estimate."""
+    result = {}
+    if step_file.is_file():
+        step = json.loads(step_file.read_text())
         result["train_step_cpu"] = {
             "step_s": step["step_s_median"],
             "batch": step["batch"],
@@ -184,38 +269,65 @@ def main(argv: list[str]) -> None:
         "samples_per_s": H100_BATCH / H100_STEP_S_ESTIMATE,
         "note": "an estimate, not measured here",
     }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "pipeline_fine.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
 
+
+def markdown_fine(result: dict) -> str:
+    """The program's tables: rate per worker count, consumers, per-sample host costs."""
+    meta, rows = result["meta"], result["pipeline"]
+    repeats = len(rows[0]["samples_per_s_runs"])
+    cells = [
+        [
+            r["workers"],
+            f"{r['first_batch_s']:.1f}",
+            f"{r['samples_per_s']:.1f}",
+            ", ".join(f"{x:.1f}" for x in r["samples_per_s_runs"]),
+        ]
+        for r in rows
+    ]
+    consumers = []
+    if "train_step_cpu" in result:
+        s = result["train_step_cpu"]
+        consumers.append(
+            [
+                f"fine train step, this CPU (measured: {s['step_s']:.1f} s at batch {s['batch']})",
+                f"{s['samples_per_s']:.3f}",
+            ]
+        )
+    consumers.append(
+        [
+            f"fine train step, one H100 (estimate: ~{H100_STEP_S_ESTIMATE} s at batch "
+            f"{H100_BATCH})",
+            f"~{H100_BATCH / H100_STEP_S_ESTIMATE:.0f}",
+        ]
+    )
+    parts = [[name, f"{ms:.1f}"] for name, ms in result["sample_ms"].items()]
+    header = ["grain workers", "first batch (s)", f"samples/s, median of {repeats}", "runs"]
     lines = [
         f"Training pipeline at the fine config ({'x'.join(map(str, meta['input_shape']))}, "
         f"batch 1, default augmentation), {meta['train_cases']} phantom training series at "
         f"matrix 320, on {meta['cpu_count']} CPU cores (1-minute load average "
         f"{meta['load_avg_1m'][0]:.1f} before, {meta['load_avg_1m'][1]:.1f} after), {meta['date']}:",
         "",
-        f"| grain workers | first batch (s) | samples/s, median of {FLAGS.repeats} | runs |",
-        "|---|---|---|---|",
+        *table(header, cells),
+        "",
+        *table(["consumer", "samples/s"], consumers),
+        "",
+        *table(["per-sample host cost, in this process", "ms"], parts),
     ]
-    lines += [
-        f"| {r['workers']} | {r['first_batch_s']:.1f} | {r['samples_per_s']:.1f} "
-        f"| {', '.join(f'{x:.1f}' for x in r['samples_per_s_runs'])} |"
-        for r in rows
-    ]
-    lines += ["", "| consumer | samples/s |", "|---|---|"]
-    if step:
-        s = result["train_step_cpu"]
-        lines.append(
-            f"| fine train step, this CPU (measured: {s['step_s']:.1f} s at batch {s['batch']}) "
-            f"| {s['samples_per_s']:.3f} |"
-        )
-    lines.append(
-        f"| fine train step, one H100 (estimate: ~{H100_STEP_S_ESTIMATE} s at batch "
-        f"{H100_BATCH}) | ~{H100_BATCH / H100_STEP_S_ESTIMATE:.0f} |"
-    )
-    lines += ["", "| per-sample host cost, in this process | ms |", "|---|---|"]
-    lines += [f"| {name} | {ms:.1f} |" for name, ms in parts.items()]
-    (out / "pipeline_fine.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    out = Path(FLAGS.output)
+    workers = [int(w) for w in FLAGS.workers]
+    step_file = out / "train_step_fine_b1.json"
+    result = run_fine(FLAGS.cases, FLAGS.samples, workers, FLAGS.repeats, step_file)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "pipeline_fine.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "pipeline_fine.md").write_text(markdown_fine(result))
+    print(markdown_fine(result), end="")
 
 
 if __name__ == "__main__":

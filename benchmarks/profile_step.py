@@ -14,7 +14,6 @@ events show kernel launches, so the table is an approximation there.
 from __future__ import annotations
 
 import collections
-import functools
 import gzip
 import json
 import re
@@ -23,11 +22,11 @@ import time
 from pathlib import Path
 
 import jax
+import ml_collections
 from absl import app, flags
 
-from benchmarks.common import random_batch
+from benchmarks import common
 from lumbar_jax import config as config_lib
-from lumbar_jax import trainer
 
 FLAGS = flags.FLAGS
 _OVERRIDES: dict[str, str] = {}
@@ -84,22 +83,15 @@ def trace_events(trace_dir: Path) -> list[dict]:
     return [e for e in events if e.get("ph") == "X"]
 
 
-def profile(config, batch_size: int, steps: int) -> dict:
+def profile(config: ml_collections.ConfigDict, batch_size: int, steps: int) -> dict:
     """Per-part milliseconds per step, the measured step time and the device."""
-    state = trainer.create_train_state(config, jax.random.key(0))
-    batch = jax.device_put(random_batch(config, batch_size))
-    step = jax.jit(functools.partial(trainer.train_step, config=config), donate_argnums=0)
-    compiled = step.lower(state, batch, jax.random.key(1)).compile()
+    compiled, _, run_step = common.compile_train_step(config, batch_size)
     parts = op_parts(compiled.as_text())
-    for _ in range(2):  # warm-up
-        state, metrics = compiled(state, batch, jax.random.key(1))
-    jax.block_until_ready(metrics)
+    run_step(2)  # warm-up
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         with jax.profiler.trace(tmp, create_perfetto_trace=True):
-            for _ in range(steps):
-                state, metrics = compiled(state, batch, jax.random.key(1))
-            jax.block_until_ready(metrics)
+            run_step(steps)
         wall_s = (time.perf_counter() - start) / steps
         events = trace_events(Path(tmp))
     ms = collections.Counter()

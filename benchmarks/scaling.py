@@ -8,20 +8,31 @@ device count); strong scaling keeps ``--global_batch`` fixed. Efficiency is t(1)
 weak and t(1) / (n t(n)) for strong scaling. Device counts that do not divide the strong
 global batch are left out. On CPU, ``--xla_force_host_platform_device_count`` devices share
 the machine's cores, so the times check that every mode runs; they are not a speed measure.
+
+In the suite (``run``), this program runs in a subprocess, where the simulated device count
+can still be set.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import jax
+import ml_collections
 from absl import app, flags
 
+from benchmarks import common
 from benchmarks.parallel_step import time_mode
+from benchmarks.render import table
 from lumbar_jax import config as config_lib
-from lumbar_jax import trainer
 
+TITLE = "Scaling"
 FLAGS = flags.FLAGS
 _OVERRIDES: dict[str, str] = {}  # --config.a.b=v on the command line
 
@@ -42,10 +53,14 @@ def define_flags() -> None:
 
 
 def scaling_rows(
-    config, per_device: int, global_batch: int, steps: int, modes=("mesh", "pmap")
+    config: ml_collections.ConfigDict,
+    per_device: int,
+    global_batch: int,
+    steps: int,
+    modes: Sequence[str] = ("mesh", "pmap"),
 ) -> list[dict]:
     """Step times for every device count, mode and scaling kind, with efficiencies."""
-    initial = jax.device_get(trainer.create_train_state(config, jax.random.key(0)))
+    initial = jax.device_get(common.initial_state(config))
     rows = []
     measured = {}  # (mode, devices, batch) -> row: a point shared by weak and strong runs once
     counts = range(1, jax.device_count() + 1)
@@ -70,6 +85,62 @@ def scaling_rows(
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     return rows
+
+
+def run(spec: dict, overrides: Mapping[str, str] | None = None) -> dict:
+    """This program in a subprocess with ``spec["devices"]`` simulated CPU devices (on CPU).
+
+    Args:
+      spec: ``config``, ``devices``, ``per_device``, ``global_batch`` and optionally
+        ``modes`` (default mesh and pmap).
+      overrides: config overrides, passed on as ``--config.KEY=VALUE``.
+
+    Returns:
+      The program's JSON (``config``, ``backend``, ``device``, ``device_count``, ``note``,
+      ``rows``) and the ``command`` that reproduces it.
+    """
+    env = dict(os.environ)
+    if jax.default_backend() == "cpu":
+        flag = f"--xla_force_host_platform_device_count={spec['devices']}"
+        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {flag}".strip()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "scaling.json"
+        cmd = [
+            sys.executable,
+            "-m",
+            "benchmarks.scaling",
+            f"--config={spec['config']}",
+            f"--per_device={spec['per_device']}",
+            f"--global_batch={spec['global_batch']}",
+            "--steps=2",
+            f"--modes={','.join(spec.get('modes', ('mesh', 'pmap')))}",
+            *[f"--config.{k}={v}" for k, v in (overrides or {}).items()],
+            f"--output={out}",
+        ]
+        subprocess.run(cmd, env=env, check=True, cwd=Path(__file__).parent.parent)
+        result = json.loads(out.read_text())
+    result["command"] = " ".join(
+        ([f"XLA_FLAGS={env['XLA_FLAGS']}"] if "XLA_FLAGS" in env else []) + ["python", *cmd[1:-1]]
+    )
+    return result
+
+
+def markdown(result: dict) -> str:
+    """The command, the note on simulated devices, and the step time per point."""
+    header = ["scaling", "mode", "devices", "global batch", "step (s)", "efficiency"]
+    rows = [
+        [
+            r["scaling"],
+            r["mode"],
+            r["devices"],
+            r["global_batch"],
+            f"{r['step_s_median']:.3f}",
+            f"{r['efficiency']:.2f}",
+        ]
+        for r in result["rows"]
+    ]
+    lines = [f"`{result['command']}`. {result.get('note', '')}", "", *table(header, rows)]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str]) -> None:

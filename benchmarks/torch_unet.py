@@ -21,8 +21,6 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - PyTorch's convention
 from torch import nn
 
-from benchmarks.common import time_calls
-
 
 class ConvNormAct(nn.Sequential):
     """3x3x3 convolution (no bias: GroupNorm follows), GroupNorm, ReLU."""
@@ -73,11 +71,13 @@ class TorchUNet3D(nn.Module):
 
     @staticmethod
     def _double(cin: int, cout: int, num_groups: int) -> nn.Sequential:
+        """A level's two conv blocks."""
         return nn.Sequential(
             ConvNormAct(cin, cout, num_groups), ConvNormAct(cout, cout, num_groups)
         )
 
     def forward(self, image_bcdhw: torch.Tensor) -> torch.Tensor:
+        """Logits (B, classes, D, H, W), float32, of an image batch (B, 1, D, H, W)."""
         x = image_bcdhw
         skips = []
         for block, factors in zip(self.enc, self.pool_factors, strict=True):
@@ -153,6 +153,7 @@ class TrainStep:
         }
 
     def __call__(self) -> float:
+        """Runs one step; returns the loss."""
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
             logits = self.model(self.image)
@@ -160,10 +161,6 @@ class TrainStep:
         loss.backward()
         self.optimizer.step()
         return loss.item()  # waits for the step, as block_until_ready does in JAX
-
-    def time(self, steps: int) -> list[float]:
-        """Seconds of each of ``steps`` calls, after one untimed call."""
-        return time_calls(self, steps)
 
 
 def summary(info: dict, times: list[float]) -> dict:

@@ -12,19 +12,30 @@ def paper_config(stage: str, input_shape: tuple[int, int, int]) -> ml_collection
     c.seed = 0
     # Data parallel over all devices: "mesh" (jit over a device Mesh) or "pmap".
     c.parallel = "mesh"
+    # Fine-tuning: a run folder or checkpoint whose parameters start this run (its best, else
+    # its latest; the optimizer starts afresh). Empty: initialised at random.
+    c.init_from = ""
     c.data = data_config(input_shape)
     c.aug = augmentation_config()
     c.model = model_config()
     c.loss = ml_collections.ConfigDict()
     c.loss.ce_weight = 1.0
     c.loss.dice_weight = 1.0
+    # Not in the paper: cross-entropy weight per class (background first); empty: all 1.
+    c.loss.class_weights = ()
 
     # Paper: Adam, learning rate 1e-4, batch size 5, 400 epochs.
     c.optim = ml_collections.ConfigDict()
     c.optim.learning_rate = 1e-4
     c.optim.batch_size = 5
     c.optim.num_epochs = 400
+    # Not in the paper: a learning-rate schedule ("constant" is the paper's), after a linear
+    # warm-up of this many epochs; "cosine" decays to final_lr_fraction of the peak.
+    c.optim.schedule = "constant"
+    c.optim.warmup_epochs = 0.0
+    c.optim.final_lr_fraction = 0.0
     c.train = train_config()
+    c.synthesis = synthesis_config()
     return c
 
 
@@ -53,6 +64,10 @@ def data_config(input_shape: tuple[int, int, int]) -> ml_collections.ConfigDict:
     # this folder (python -m lumbar_jax.predict --coarse_only --data=... writes them).
     d.coarse_predictions = ""
     d.window_percentiles = (0.5, 99.5)  # automatic window level/width
+    # Not in the paper: "tissues" trains on images drawn anew for every sample from the
+    # dataset's tissue maps (the phantom has them; config.synthesis), "image" on its images.
+    # Cases without a tissue map (real data) keep their images either way.
+    d.synthesis = "image"
     d.min_slices = 5  # fewer sagittal slices than this fails the dataset check
     d.worker_count = 0  # grain worker processes; 0 reads in the training process
     # Threads preparing samples in each reading process, and the batches read ahead (bounds
@@ -113,7 +128,30 @@ def model_config() -> ml_collections.ConfigDict:
     m.layer_impl = "auto"
     m.dtype = "float32"
     m.remat = False
+    # Not in the paper: nnU-Net's deep supervision, a loss on this many coarser decoder levels
+    # too (weights halving per level); inference and export use the full-resolution head.
+    m.deep_supervision = 0
     return m
+
+
+def synthesis_config() -> ml_collections.ConfigDict:
+    """Ranges of the images drawn from tissue maps (data.synthesis="tissues"), after SynthSeg
+    (Billot et al. 2023) and TotalSpineSeg's augmentations."""
+    s = ml_collections.ConfigDict()
+    # Share of samples whose tissue means are drawn from U(0, 1) (SynthSeg); the others
+    # within each tissue's range on T2 (tissues.py).
+    s.random_contrast_prob = 0.5
+    s.tie_prob = 0.6  # a tissue takes its tie partner's mean (x U(0.85, 1.15)): shape decides
+    s.std_range = (0.01, 0.08)  # spread within a tissue (SynthSeg: 0.02-0.10 of the range)
+    s.thickness_mm = (1.0, 8.0)  # slice profile across slices (SynthSeg: up to 8 mm)
+    s.max_gap = 1.3  # slice spacing up to this many thicknesses
+    s.inplane_mm = (0.4, 1.5)  # in-plane point spread
+    s.bias_max = 0.5  # std of the log bias field's nodes (SynthSeg 0.5)
+    s.noise_max = 0.05  # Rician noise, of the window
+    s.window_top = (0.7, 1.1)  # window top over the brightest tissue: bright ones saturate
+    s.gamma_std = 0.3  # log-normal gamma (SynthSeg 0.4)
+    s.invert_prob = 0.1  # an inverted contrast (TotalSpineSeg 0.3)
+    return s
 
 
 def train_config() -> ml_collections.ConfigDict:

@@ -39,7 +39,7 @@ def main(argv: list[str]) -> None:
     del argv
     common.require("coarse", "fine", "data", "output")
     start = time.perf_counter()
-    dataset = datasets.load_dataset(_DATA.value, _LAYOUT.value, _LABEL_MAP.value)
+    dataset = datasets.load_dataset_or_mix(_DATA.value, _LAYOUT.value, _LABEL_MAP.value)
     split = dataset.with_all_split(_SPLIT.value)
     output = writer.check_output_folder(_OUTPUT.value)
     loaded = backends.load_cascade(_COARSE.value, _FINE.value, _BACKEND.value)

@@ -34,7 +34,7 @@ def score(workdir, data, layout="auto", label_map="", split="all") -> Evaluation
     """A run's (or checkpoint's) Dice on a dataset split, stage "network"."""
     stage = jax_stage.load_stage(workdir)
     config = stage.config
-    dataset = datasets.load_dataset(data, layout, label_map)
+    dataset = datasets.load_dataset_or_mix(data, layout, label_map)
     split = dataset.with_all_split(split)
     with config.unlocked():
         config.data.root = str(data)

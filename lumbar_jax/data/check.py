@@ -73,15 +73,16 @@ def check_case(case: Case, dataset: Dataset, min_slices: int, report: Report) ->
         report.problems.append(f"{case.label_path}: label values are not integers.")
         return
     values, counts = np.unique(label_dhw.astype(np.int64), return_counts=True)
-    unknown = sorted(set(values.tolist()) - set(dataset.label_map))
+    label_map = dataset.label_map_of(case)
+    unknown = sorted(set(values.tolist()) - set(label_map))
     if unknown:
         report.problems.append(
             f"{case.label_path}: label values {unknown} are not declared; "
-            f"known values: {sorted(dataset.label_map)}."
+            f"known values: {sorted(label_map)}."
         )
     for value, count in zip(values.tolist(), counts.tolist(), strict=True):
-        if value in dataset.label_map:
-            report.voxels_per_label[dataset.label_map[value]] += count
+        if value in label_map:
+            report.voxels_per_label[label_map[value]] += count
 
 
 def check_dataset(dataset: Dataset, min_slices: int = 5) -> Report:

@@ -17,6 +17,7 @@ seeded random split in the paper's proportions (57/12/11 of 80).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -24,14 +25,18 @@ from pathlib import Path
 
 from lumbar_jax.data import splits as splits_lib
 from lumbar_jax.data.phantom import dataset as phantom
+from lumbar_jax.data.phantom import tissues
 from lumbar_jax.labels import LABEL_NAMES
 
 
 @dataclass(frozen=True)
 class Case:
+    """One case's files. ``tissue_path``: a tissue map (the phantom's), when there is one."""
+
     case_id: str
     image_path: Path
     label_path: Path | None
+    tissue_path: Path | None = None
 
 
 @dataclass
@@ -53,6 +58,18 @@ class Dataset:
         default_factory=lambda: {i: i for i in range(len(LABEL_NAMES))}
     )
     labeled_classes: tuple[bool, ...] = (True,) * len(LABEL_NAMES)
+    # A mix of datasets: each case keeps its own dataset's label map (by case id).
+    case_label_maps: dict[str, dict[int, int]] = field(default_factory=dict)
+
+    def label_map_of(self, case: Case) -> dict[int, int]:
+        """The label map of ``case``'s own dataset."""
+        return self.case_label_maps.get(case.case_id, self.label_map)
+
+    def labeled_of(self, case: Case) -> tuple[bool, ...]:
+        """Which of our classes ``case``'s reference labels."""
+        if case.case_id in self.case_label_maps:
+            return labeled_classes(self.case_label_maps[case.case_id])
+        return self.labeled_classes
 
     def split(self, name: str) -> list[Case]:
         if name not in self.splits:
@@ -97,6 +114,11 @@ def load_nnunet_raw(root: str | Path, split_seed: int = 0) -> Dataset:
             )
         label_map[int(value)] = LABEL_NAMES.index(name)
     labeled = tuple(name in labels for name in LABEL_NAMES)
+    if "tissues" in meta and tuple(meta["tissues"]) != tissues.NAMES:
+        raise ValueError(
+            f"{meta_path}: its tissue maps name other tissues than this version's "
+            f"({len(meta['tissues'])} listed, {tissues.NUM_TISSUES} expected); regenerate them."
+        )
     suffix = f"_0000{ending}"
     images = sorted((root / "imagesTr").glob(f"*{suffix}"))
     if not images:
@@ -107,7 +129,10 @@ def load_nnunet_raw(root: str | Path, split_seed: int = 0) -> Dataset:
         label_path = root / "labelsTr" / f"{case_id}{ending}"
         if not label_path.is_file():
             raise ValueError(f"{label_path}: missing label for image {image_path.name}.")
-        cases[case_id] = Case(case_id, image_path, label_path)
+        tissue_path = root / "tissuesTr" / f"{case_id}{ending}"
+        cases[case_id] = Case(
+            case_id, image_path, label_path, tissue_path if tissue_path.is_file() else None
+        )
     splits = meta.get("split") or splits_lib.split_case_ids(sorted(cases), split_seed)
     for name, ids in splits.items():
         unknown = sorted(set(ids) - set(cases))
@@ -243,13 +268,80 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("LUMBAR_JAX_CACHE", Path.home() / ".cache" / "lumbar_jax"))
 
 
-def from_config(data) -> Dataset:
-    """The dataset a config names: ``data.root``, or the built-in phantom when it is empty."""
-    if data.root:
-        return load_dataset(
-            data.root, data.layout, data.label_map, data.image_glob, tuple(data.label_replace)
-        )
+def builtin_phantom(data) -> Dataset:
+    """The built-in phantom dataset of a config's ``data`` section, generated on first use."""
     cache = data.cache_dir or default_cache_dir()
     return load_nnunet_raw(
         phantom.ensure_phantom(cache, data.phantom_cases, data.phantom_seed, data.phantom_matrix)
     )
+
+
+def from_config(data) -> Dataset:
+    """The dataset a config names: ``data.root`` (a folder, or a ``.json`` mix of several),
+    or the built-in phantom when it is empty."""
+    if not data.root:
+        return builtin_phantom(data)
+    return load_dataset_or_mix(
+        data.root,
+        data.layout,
+        data.label_map,
+        data.image_glob,
+        tuple(data.label_replace),
+        data=data,
+    )
+
+
+def load_dataset_or_mix(root: str | Path, *args, data=None) -> Dataset:
+    """``load_mix`` for a ``.json`` file, else ``load_dataset(root, *args)``.
+
+    ``data``: a config's data section, for a mix that includes the built-in phantom.
+    """
+    if str(root).endswith(".json"):
+        return load_mix(root, data)
+    return load_dataset(root, *args)
+
+
+def load_mix(path: str | Path, data) -> Dataset:
+    """Several datasets as one: a JSON file lists them, each with its label map and split.
+
+    ``{"datasets": [{"root": "real/lumbar_discs_t2", "label_map": "1-5:2",
+    "split": {"train": ["case11"], "test": ["case20"]}, "repeat": 10}, {"root": "phantom"}]}``:
+    roots are folders (relative to the file) or "phantom" (the config's built-in phantom);
+    ``layout`` is "auto" unless given; without a ``split`` the dataset's own is used;
+    ``repeat`` lists its training cases that many times per epoch, so that a few real series
+    are seen as often as many phantom ones. Case ids become ``<name>/<case id>`` (``name``:
+    the folder's name, or given). Each case keeps its own dataset's label map, so partially
+    labelled sets mix: loss and Dice leave out what a case does not label.
+
+    Raises:
+      ValueError: naming the file, for a malformed mix or a dataset that cannot be read.
+    """
+    path = Path(path)
+    try:
+        spec = json.loads(path.read_text())
+        entries = spec["datasets"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a dataset mix ({e!r}); see datasets.load_mix.") from e
+    cases, label_maps, splits = {}, {}, {name: [] for name in splits_lib.SPLITS}
+    for entry in entries:
+        if entry["root"] == "phantom":
+            if data is None:
+                raise ValueError(f"{path}: the built-in phantom is only part of a mix in training.")
+            part, name = builtin_phantom(data), entry.get("name", "phantom")
+        else:
+            root = (path.parent / entry["root"]).resolve()
+            part = load_dataset(root, entry.get("layout", "auto"), entry.get("label_map", ""))
+            name = entry.get("name", root.name)
+        own = {k: list(v) for k, v in entry.get("split", part.splits).items()}
+        for case_id, case in part.cases.items():
+            key = f"{name}/{case_id}"
+            cases[key] = dataclasses.replace(case, case_id=key)
+            label_maps[key] = part.label_map
+        for split, ids in own.items():
+            unknown = sorted(set(ids) - set(part.cases))
+            if unknown:
+                raise ValueError(f"{path}: {name} has no cases {unknown[:5]} (split {split!r}).")
+            times = int(entry.get("repeat", 1)) if split == "train" else 1
+            splits.setdefault(split, []).extend(f"{name}/{i}" for i in ids for _ in range(times))
+    labeled = tuple(any(c) for c in zip(*map(labeled_classes, label_maps.values()), strict=True))
+    return Dataset(path, cases, splits, {}, labeled, label_maps)

@@ -33,8 +33,22 @@ def coarse_dir(data: ml_collections.ConfigDict) -> str | None:
     return data.coarse_predictions
 
 
+SYNTHESIS = ("image", "tissues")
+
+
+def synthesis(data: ml_collections.ConfigDict) -> str:
+    """``data.synthesis``: train on the images ("image") or on images drawn from tissues."""
+    kind = data.get("synthesis", "image")
+    if kind not in SYNTHESIS:
+        raise ValueError(f"config.data.synthesis is {kind!r}; choose one of {SYNTHESIS}.")
+    return kind
+
+
 def case_source(
-    data: ml_collections.ConfigDict, dataset: Dataset, cases: Sequence[Case]
+    data: ml_collections.ConfigDict,
+    dataset: Dataset,
+    cases: Sequence[Case],
+    with_tissue: bool = False,
 ) -> CaseSource:
     """The cases of a split as the config prepares them (window, disk cache, coarse crops)."""
     return CaseSource(
@@ -43,6 +57,7 @@ def case_source(
         data.window_percentiles,
         prepared_cache_dir(data),
         coarse_dir(data),
+        with_tissue,
     )
 
 
@@ -57,6 +72,8 @@ class MakeSample(grain.transforms.RandomMap):
         self.crop = data.crop
         self.margin = tuple(data.crop_margin_mm)
         self.aug = aug
+        # Training samples carry their tissue map for the device to draw an image from.
+        self.tissues = aug is not None and synthesis(data) == "tissues"
 
     def box(self, case: PreparedCase, rng: np.random.Generator | None = None) -> transforms.Box:
         """The crop: the whole series, or the structures' box plus a (jittered) margin."""
@@ -86,16 +103,33 @@ class MakeSample(grain.transforms.RandomMap):
         affine = transforms.sampling_affine(box, self.out_shape, case.spacing_dhw, **geometry)
         image = transforms.resample(case.image_dhw, affine, self.out_shape, is_label=False)
         label = transforms.resample(case.label_dhw, affine, self.out_shape, is_label=True)
+        has_tissue = self.tissues and case.tissue_dhw is not None
+        tissue = (
+            transforms.resample(case.tissue_dhw, affine, self.out_shape, is_label=True)
+            if has_tissue
+            else np.zeros(self.out_shape, np.uint8)
+        )
         if self.aug is not None:
-            image = augment_intensity(image, self.aug, rng)
+            if not has_tissue:  # an image drawn from tissues gets its own contrast changes
+                image = augment_intensity(image, self.aug, rng)
             if rng.random() < self.aug.flip_prob:
-                # Left-right: the slice axis, image and label together.
-                image, label = image[::-1], label[::-1]
-        return {
+                # Left-right: the slice axis, image, label and tissues together.
+                image, label, tissue = image[::-1], label[::-1], tissue[::-1]
+        sample = {
             "image_dhwc": np.ascontiguousarray(image[..., None], np.float32),
             "label_dhw": np.ascontiguousarray(label, np.uint8),
             "labeled_c": case.labeled_c,
         }
+        if self.tissues:
+            # The sampled grid's voxel size: the box over the shape, times the zoom.
+            box_mm = np.asarray(box[1], float) - np.asarray(box[0], float)
+            spacing = box_mm / np.asarray(self.out_shape) * geometry.get("scale", 1.0)
+            sample |= {
+                "tissue_dhw": np.ascontiguousarray(tissue, np.uint8),
+                "spacing_3": spacing.astype(np.float32),
+                "has_tissue": np.bool_(has_tissue),
+            }
+        return sample
 
 
 def _log_uniform(rng: np.random.Generator, low_high: Sequence[float]) -> float:
@@ -194,7 +228,9 @@ def train_iter_dataset(
         raise ValueError(
             f"Global batch {global_batch} does not split across {process_count} processes."
         )
-    source = case_source(config.data, dataset, cases)
+    source = case_source(
+        config.data, dataset, cases, with_tissue=synthesis(config.data) == "tissues"
+    )
     ds = grain.MapDataset.source(source).seed(config.seed).shuffle().repeat()
     # Augment before sharing out, so a sample's random draw depends on its place in the
     # global stream only.

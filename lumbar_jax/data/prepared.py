@@ -24,6 +24,7 @@ import numpy as np
 from lumbar_jax import files
 from lumbar_jax.data import io, transforms
 from lumbar_jax.data.datasets import Case, Dataset, default_cache_dir
+from lumbar_jax.data.phantom import tissues
 
 
 @dataclasses.dataclass
@@ -35,6 +36,8 @@ class PreparedCase:
     label_dhw: np.ndarray
     spacing_dhw: tuple[float, float, float]
     labeled_c: np.ndarray
+    # data.synthesis == "tissues": the case's tissue map on the same grid, if it has one.
+    tissue_dhw: np.ndarray | None = None
     # data.crop == "coarse": the stored coarse prediction on the same grid (not disk-cached).
     coarse_dhw: np.ndarray | None = None
 
@@ -60,40 +63,74 @@ def read_label(case: Case, dataset: Dataset, image: io.Volume) -> np.ndarray:
             raise ValueError(f"{case.label_path}: label values are not integers.")
         raw = raw.astype(np.int64)
     values = np.unique(raw)
-    unknown = sorted(set(values.tolist()) - set(dataset.label_map))
+    label_map = dataset.label_map_of(case)
+    unknown = sorted(set(values.tolist()) - set(label_map))
     if unknown:
         raise ValueError(
             f"{case.label_path}: label values {unknown} are not declared; "
-            f"known values: {sorted(dataset.label_map)}."
+            f"known values: {sorted(label_map)}."
         )
     lut = np.zeros(int(values.max()) + 1, np.uint8)
-    for src, dst in dataset.label_map.items():
+    for src, dst in label_map.items():
         if 0 <= src < lut.size:
             lut[src] = dst
     return lut[raw]
 
 
+def read_tissue(case: Case, image: io.Volume) -> np.ndarray:
+    """A case's tissue map on its image's canonical grid (uint8, ``tissues.NAMES``).
+
+    Raises:
+      ValueError: naming the file, for a grid that differs from the image's or ids that are
+        no tissue.
+    """
+    tissue = io.read_canonical(case.tissue_path)
+    if tissue.array_dhw.shape != image.array_dhw.shape:
+        raise ValueError(
+            f"{case.tissue_path}: tissue map grid {tissue.array_dhw.shape} differs from image "
+            f"{image.array_dhw.shape}."
+        )
+    values = np.asarray(tissue.array_dhw)
+    if values.min() < 0 or values.max() >= tissues.NUM_TISSUES:
+        raise ValueError(
+            f"{case.tissue_path}: tissue ids {values.min()}..{values.max()} outside "
+            f"0..{tissues.NUM_TISSUES - 1}."
+        )
+    return values.astype(np.uint8)
+
+
 def prepare_case(
-    case: Case, dataset: Dataset, window_percentiles: Sequence[float] = (0.5, 99.5)
+    case: Case,
+    dataset: Dataset,
+    window_percentiles: Sequence[float] = (0.5, 99.5),
+    with_tissue: bool = False,
 ) -> PreparedCase:
     """Reads one case and brings it to the canonical, windowed, label-mapped form.
+
+    Args:
+      case: the case's files.
+      dataset: its dataset (label map, labelled classes).
+      window_percentiles: the automatic window.
+      with_tissue: also read the case's tissue map, when it has one.
 
     Raises:
       ValueError: naming the file, for geometry mismatches or label values the dataset does
         not declare.
     """
     image = io.read_canonical(case.image_path)
+    tissue = read_tissue(case, image) if with_tissue and case.tissue_path else None
     return PreparedCase(
         case.case_id,
         transforms.auto_window(image.array_dhw, window_percentiles, case.image_path),
         read_label(case, dataset, image),
         image.spacing_dhw,
-        np.asarray(dataset.labeled_classes, bool),
+        np.asarray(dataset.labeled_of(case), bool),
+        tissue,
     )
 
 
 # Part of every cache key: bump it when prepare_case's output changes for the same inputs.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 
 def _file_identity(path: Path | None) -> list:
@@ -104,7 +141,11 @@ def _file_identity(path: Path | None) -> list:
 
 
 def cache_path(
-    cache_dir: Path, case: Case, dataset: Dataset, window_percentiles: Sequence[float]
+    cache_dir: Path,
+    case: Case,
+    dataset: Dataset,
+    window_percentiles: Sequence[float],
+    with_tissue: bool = False,
 ) -> Path:
     """Where a prepared case is cached: a name from its id and a hash of all it depends on.
 
@@ -117,9 +158,10 @@ def cache_path(
             CACHE_FORMAT,
             _file_identity(case.image_path),
             _file_identity(case.label_path),
+            _file_identity(case.tissue_path if with_tissue else None),
             [float(p) for p in window_percentiles],
-            sorted(dataset.label_map.items()),
-            list(dataset.labeled_classes),
+            sorted(dataset.label_map_of(case).items()),
+            list(dataset.labeled_of(case)),
         ]
     )
     digest = hashlib.sha256(key.encode()).hexdigest()[:24]
@@ -142,6 +184,7 @@ def save_prepared(path: Path, prepared: PreparedCase) -> None:
             label_dhw=prepared.label_dhw,
             spacing_dhw=np.asarray(prepared.spacing_dhw, np.float64),
             labeled_c=prepared.labeled_c,
+            **({} if prepared.tissue_dhw is None else {"tissue_dhw": prepared.tissue_dhw}),
         )
 
 
@@ -155,6 +198,7 @@ def load_prepared(path: Path) -> PreparedCase | None:
                 z["label_dhw"],
                 tuple(float(v) for v in z["spacing_dhw"]),
                 z["labeled_c"],
+                z["tissue_dhw"] if "tissue_dhw" in z.files else None,
             )
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None
@@ -189,8 +233,10 @@ class CaseSource(grain.sources.RandomAccessDataSource):
         window_percentiles: Sequence[float],
         cache_dir: str | Path | None = None,
         coarse_dir: str | Path | None = None,
+        with_tissue: bool = False,
     ):
         self._cases = list(cases)
+        self._with_tissue = with_tissue
         self._dataset = dataset
         self._window = tuple(window_percentiles)
         self._cache_dir = Path(cache_dir) if cache_dir else None
@@ -210,11 +256,11 @@ class CaseSource(grain.sources.RandomAccessDataSource):
 
     def _prepare(self, case: Case) -> PreparedCase:
         if self._cache_dir is None:
-            return prepare_case(case, self._dataset, self._window)
-        path = cache_path(self._cache_dir, case, self._dataset, self._window)
+            return prepare_case(case, self._dataset, self._window, self._with_tissue)
+        path = cache_path(self._cache_dir, case, self._dataset, self._window, self._with_tissue)
         prepared = load_prepared(path)
         if prepared is None:
-            prepared = prepare_case(case, self._dataset, self._window)
+            prepared = prepare_case(case, self._dataset, self._window, self._with_tissue)
             try:
                 save_prepared(path, prepared)
             except OSError as e:

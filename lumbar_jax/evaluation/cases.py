@@ -37,7 +37,6 @@ def series_cases(dataset: datasets.Dataset, split: str) -> Iterator[EvalCase]:
     Raises:
       ValueError: naming the file, for a case without a label or whose label does not fit.
     """
-    labeled = np.asarray(dataset.labeled_classes, bool)
     for case in dataset.split(split):
         if case.label_path is None:
             raise ValueError(f"{case.image_path}: case {case.case_id} has no label to compare.")
@@ -48,6 +47,6 @@ def series_cases(dataset: datasets.Dataset, split: str) -> Iterator[EvalCase]:
             volume.array_dhw,
             reference,
             volume.spacing_dhw,
-            labeled,
+            np.asarray(dataset.labeled_of(case), bool),
             str(case.image_path),
         )

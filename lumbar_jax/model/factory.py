@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 
 from lumbar_jax.model.unet3d import UNet3D
+
+if TYPE_CHECKING:  # the GPU probe's image has no ml_collections; the model does not need it
+    import ml_collections
 
 
 def make_model(config: ml_collections.ConfigDict) -> UNet3D:
@@ -25,13 +27,15 @@ def make_model(config: ml_collections.ConfigDict) -> UNet3D:
         layer_impl=m.get("layer_impl", "auto"),
         dtype=jnp.dtype(m.dtype),
         remat=m.remat,
+        deep_supervision=m.get("deep_supervision", 0),
     )
 
 
 def init_params(config: ml_collections.ConfigDict, rng: jax.Array) -> Any:
     """Initial float32 parameters of the config's model at its input shape."""
     image_bdhwc = jnp.zeros((1, *config.data.input_shape, 1), jnp.float32)
-    return make_model(config).init(rng, image_bdhwc)["params"]
+    # all_scales: the deep-supervision heads are parameters too.
+    return make_model(config).init(rng, image_bdhwc, all_scales=True)["params"]
 
 
 def param_shapes(config: ml_collections.ConfigDict) -> Any:

@@ -117,6 +117,8 @@ class UNet3D(nn.Module):
         reshape forms in model/conv.py) or "auto"; same parameters and outputs.
       dtype: compute dtype (float32 or bfloat16); parameters stay float32.
       remat: recompute each level's activations in the backward pass to save memory.
+      deep_supervision: how many of the decoder's coarser levels get a 1x1x1 head of their
+        own (nnU-Net's deep supervision); their logits come out only with ``all_scales``.
     """
 
     num_classes: int = 6
@@ -128,9 +130,14 @@ class UNet3D(nn.Module):
     layer_impl: str = "auto"
     dtype: jnp.dtype = jnp.float32
     remat: bool = False
+    deep_supervision: int = 0
 
     @nn.compact
-    def __call__(self, image_bdhwc: jnp.ndarray) -> jnp.ndarray:
+    def __call__(
+        self, image_bdhwc: jnp.ndarray, all_scales: bool = False
+    ) -> jnp.ndarray | list[jnp.ndarray]:
+        """Logits (b, d, h, w, classes); with ``all_scales`` a list: those, then the logits
+        of each supervised coarser decoder level, finest first."""
         if image_bdhwc.ndim != 5:
             raise ValueError(f"Expected image_bdhwc with 5 dims, got shape {image_bdhwc.shape}.")
         validate_input_shape(image_bdhwc.shape[1:4], self.pool_factors)
@@ -145,6 +152,7 @@ class UNet3D(nn.Module):
             x = max_pool(x, factors, self.layer_impl)
         bottleneck_features = self.base_filters * 2 ** len(self.pool_factors)
         x = block(bottleneck_features, *args, name="bottleneck")(x)
+        coarser = []
         for level in reversed(range(len(self.pool_factors))):
             features = self.base_filters * 2**level
             factors = tuple(self.pool_factors[level])
@@ -161,5 +169,11 @@ class UNet3D(nn.Module):
                 )(x)
             # The skip connection comes first along channels, as a concatenation would put it.
             x = block(features, *args, name=f"dec{level}")(skips[level], x)
-        logits = nn.Conv(self.num_classes, kernel_size=(1, 1, 1), dtype=self.dtype, name="head")(x)
-        return logits.astype(jnp.float32)
+            if all_scales and 0 < level <= self.deep_supervision:
+                coarser.insert(0, self._head(x, f"head{level}"))
+        logits = self._head(x, "head")
+        return [logits, *coarser] if all_scales else logits
+
+    def _head(self, x_bdhwc: jnp.ndarray, name: str) -> jnp.ndarray:
+        conv = nn.Conv(self.num_classes, kernel_size=(1, 1, 1), dtype=self.dtype, name=name)
+        return conv(x_bdhwc).astype(jnp.float32)

@@ -18,6 +18,7 @@ import ml_collections
 from lumbar_jax import config as config_lib
 from lumbar_jax.checkpoint import Checkpoints
 from lumbar_jax.data import check, datasets, pipeline
+from lumbar_jax.inference import jax_stage
 from lumbar_jax.training import preemption as preemption_lib
 from lumbar_jax.training.monitor import StepMonitor, check_policy
 from lumbar_jax.training.parallel import DataParallel
@@ -30,10 +31,28 @@ from lumbar_jax.training.writer import make_writer
 # Fields that shape the parameters or their meaning: a workdir refuses a config changing them.
 # (conv_impl, layer_impl, dtype and remat may change between runs: the parameters stay.)
 ARCHITECTURE_FIELDS = (
-    *[("model", k) for k in ("base_filters", "pool_factors", "norm", "num_groups")],
+    *[
+        ("model", k)
+        for k in ("base_filters", "pool_factors", "norm", "num_groups", "deep_supervision")
+    ],
     ("data", "input_shape"),
     ("data", "num_classes"),
 )
+# What a field meant in configs saved before it existed.
+_FIELD_DEFAULTS = {("model", "deep_supervision"): 0}
+
+
+def architecture_mismatch(
+    config: ml_collections.ConfigDict, other: ml_collections.ConfigDict
+) -> str | None:
+    """The first architecture field two configs disagree on, as a sentence; None if none."""
+    ours, theirs = config_lib.to_dict(config), config_lib.to_dict(other)
+    for section, key in ARCHITECTURE_FIELDS:
+        default = _FIELD_DEFAULTS.get((section, key))
+        old, new = theirs[section].get(key, default), ours[section].get(key, default)
+        if old != new:
+            return f"config.{section}.{key} = {old}, not {new}"
+    return None
 
 
 def check_resume_config(config: ml_collections.ConfigDict, workdir: Path) -> None:
@@ -41,15 +60,34 @@ def check_resume_config(config: ml_collections.ConfigDict, workdir: Path) -> Non
     path = workdir / "config.json"
     if not path.is_file():
         return
-    saved = config_lib.to_dict(config_lib.read_config(path))
-    current = config_lib.to_dict(config)
-    for section, key in ARCHITECTURE_FIELDS:
-        old, new = saved[section].get(key), current[section][key]
-        if old != new:
-            raise ValueError(
-                f"{path}: this workdir was trained with config.{section}.{key} = {old}, "
-                f"not {new}; use a new --workdir or the same value."
-            )
+    mismatch = architecture_mismatch(config, config_lib.read_config(path))
+    if mismatch:
+        raise ValueError(
+            f"{path}: this workdir was trained with {mismatch}; use a new --workdir or the "
+            "same value."
+        )
+
+
+def initial_params(config: ml_collections.ConfigDict, params: Any) -> Any:
+    """``params``, or those of the run ``config.init_from`` names (its best, else latest).
+
+    Fine-tuning starts from another run's parameters with a fresh optimizer state.
+
+    Raises:
+      ValueError: naming the run and the field, when its model differs from this config's.
+    """
+    if not config.get("init_from"):
+        return params
+    source = jax_stage.load_stage(config.init_from)
+    mismatch = architecture_mismatch(config, source.config)
+    if mismatch:
+        raise ValueError(
+            f"{source.source}: config.init_from names a run trained with {mismatch}; "
+            "its parameters do not fit this model."
+        )
+    if jax.process_index() == 0:
+        print(f"Parameters from {source.source} (step {source.step}).", flush=True)
+    return jax.device_get(source.params)
 
 
 def checked_dataset(config: ml_collections.ConfigDict) -> datasets.Dataset:
@@ -90,12 +128,15 @@ def _data_from(config, dataset, step: int):
     )
 
 
-def restore_or_init(config, dataset, ckpt: Checkpoints, init_rng) -> tuple[TrainState, Any]:
-    """(host state, data iterator): from the latest checkpoint that restores, else fresh."""
-    host_state = jax.device_get(create_train_state(config, init_rng))
+def restore_or_init(
+    config, dataset, ckpt: Checkpoints, init_rng, steps_per_epoch: int
+) -> tuple[TrainState, Any]:
+    """(host state, data iterator): from the latest checkpoint that restores, else fresh
+    (with ``config.init_from``'s parameters, when it names a run)."""
+    host_state = jax.device_get(create_train_state(config, init_rng, steps_per_epoch))
     data_iter = _data_from(config, dataset, 0)
     if ckpt.latest_step() is None:
-        return host_state, data_iter
+        return host_state.replace(params=initial_params(config, host_state.params)), data_iter
     # Falls back to the previous checkpoint when the newest one does not restore.
     host_state, resumed, with_iter = ckpt.restore_for_resume(host_state, data_iter)
     if not with_iter:
@@ -167,7 +208,9 @@ def train_and_evaluate(
     workdir = Path(workdir)
     dp, dataset, schedule, ckpt = _set_up(config, workdir, max_steps)
     init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
-    host_state, data_iter = restore_or_init(config, dataset, ckpt, init_rng)
+    host_state, data_iter = restore_or_init(
+        config, dataset, ckpt, init_rng, schedule.steps_per_epoch
+    )
     start_step = final_step = int(host_state.step)
     state = dp.place_state(host_state)
     del host_state

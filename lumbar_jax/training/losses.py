@@ -12,9 +12,21 @@ import jax.numpy as jnp
 
 
 def marginal_cross_entropy(
-    logits_bdhwc: jnp.ndarray, label_bdhw: jnp.ndarray, labeled_bc: jnp.ndarray
+    logits_bdhwc: jnp.ndarray,
+    label_bdhw: jnp.ndarray,
+    labeled_bc: jnp.ndarray,
+    class_weights_c: jnp.ndarray | None = None,
 ) -> jnp.ndarray:
-    """Mean voxel cross-entropy; unlabelled classes count as background."""
+    """Mean voxel cross-entropy; unlabelled classes count as background.
+
+    Args:
+      logits_bdhwc: network output.
+      label_bdhw: reference labels.
+      labeled_bc: which classes each case labels.
+      class_weights_c: optional weight of each voxel's cross-entropy by its reference class.
+        The mean stays over voxels (not over weights), so equal shards of a batch still
+        average to the whole batch's value.
+    """
     log_probs = jax.nn.log_softmax(logits_bdhwc.astype(jnp.float32), axis=-1)
     num_classes = logits_bdhwc.shape[-1]
     # Background absorbs every class the case does not label.
@@ -23,7 +35,11 @@ def marginal_cross_entropy(
     one_hot = jax.nn.one_hot(label_bdhw, num_classes, dtype=jnp.bool_)
     log_true = jnp.sum(jnp.where(one_hot, log_probs, 0.0), axis=-1)
     is_background = jnp.take_along_axis(absorbed, label_bdhw[..., None], axis=-1)[..., 0]
-    return -jnp.mean(jnp.where(is_background, log_background, log_true))
+    log_likelihood = jnp.where(is_background, log_background, log_true)
+    if class_weights_c is not None:
+        weights = jnp.asarray(class_weights_c, jnp.float32)
+        log_likelihood = log_likelihood * jnp.where(is_background, weights[0], weights[label_bdhw])
+    return -jnp.mean(log_likelihood)
 
 
 def soft_dice_loss(
@@ -54,8 +70,52 @@ def segmentation_loss(
     labeled_bc: jnp.ndarray,
     ce_weight: float = 1.0,
     dice_weight: float = 1.0,
+    class_weights_c: jnp.ndarray | None = None,
 ) -> tuple[jnp.ndarray, dict[str, jnp.ndarray]]:
     """Weighted sum of both terms; returns (loss, {"ce": ..., "dice_loss": ...})."""
-    ce = marginal_cross_entropy(logits_bdhwc, label_bdhw, labeled_bc)
+    ce = marginal_cross_entropy(logits_bdhwc, label_bdhw, labeled_bc, class_weights_c)
     dice = soft_dice_loss(logits_bdhwc, label_bdhw, labeled_bc)
     return ce_weight * ce + dice_weight * dice, {"ce": ce, "dice_loss": dice}
+
+
+def downsample_labels(label_bdhw: jnp.ndarray, factors_dhw: tuple[int, int, int]) -> jnp.ndarray:
+    """Nearest-neighbour labels at a coarser grid: the middle voxel of each block."""
+    fd, fh, fw = factors_dhw
+    return label_bdhw[:, fd // 2 :: fd, fh // 2 :: fh, fw // 2 :: fw]
+
+
+def deep_supervision_weights(levels: int) -> list[float]:
+    """nnU-Net's weights: halving per level, normalised to sum to one."""
+    raw = [0.5**i for i in range(levels)]
+    return [w / sum(raw) for w in raw]
+
+
+def multiscale_loss(
+    logits_per_level: list[jnp.ndarray],
+    label_bdhw: jnp.ndarray,
+    labeled_bc: jnp.ndarray,
+    pool_factors: tuple[tuple[int, int, int], ...],
+    **loss_options,
+) -> tuple[jnp.ndarray, dict[str, jnp.ndarray]]:
+    """``segmentation_loss`` at full resolution and at each deep-supervised coarser level.
+
+    Args:
+      logits_per_level: full-resolution logits, then those of decoder levels 1, 2, ...
+      label_bdhw: full-resolution labels.
+      labeled_bc: which classes each case labels.
+      pool_factors: the network's pooling per level (level k's grid is the input divided by
+        the product of the first k factors).
+      **loss_options: ``segmentation_loss``'s weights.
+
+    Returns:
+      (weighted loss, the full-resolution level's parts).
+    """
+    weights = deep_supervision_weights(len(logits_per_level))
+    total, parts, factors = 0.0, None, (1, 1, 1)
+    for level, (logits, weight) in enumerate(zip(logits_per_level, weights, strict=True)):
+        if level:
+            factors = tuple(f * p for f, p in zip(factors, pool_factors[level - 1], strict=True))
+        labels = downsample_labels(label_bdhw, factors)
+        loss, level_parts = segmentation_loss(logits, labels, labeled_bc, **loss_options)
+        total, parts = total + weight * loss, parts or level_parts
+    return total, parts

@@ -10,27 +10,33 @@ import ml_collections
 import optax
 
 from lumbar_jax.model import make_model
-from lumbar_jax.training import losses
-from lumbar_jax.training.state import TrainState, make_optimizer
+from lumbar_jax.training import augment, losses
+from lumbar_jax.training.state import TrainState
 
 
-def add_noise(
-    image_bdhwc: jnp.ndarray, rng: jax.Array, sample_ids_b: jnp.ndarray, prob: float, max_std: float
+def augmented_image(
+    batch: dict[str, jnp.ndarray],
+    rng: jax.Array,
+    sample_ids_b: jnp.ndarray,
+    config: ml_collections.ConfigDict,
 ) -> jnp.ndarray:
-    """Gaussian noise augmentation (paper), drawn on the device.
-
-    Each sample's draw is keyed by its index in the global batch, so it does not depend on
-    how the batch is split across devices.
-    """
-
-    def one(sample_id, image_dhwc):
-        k_apply, k_std, k_noise = jax.random.split(jax.random.fold_in(rng, sample_id), 3)
-        std = jnp.where(
-            jax.random.uniform(k_apply) < prob, jax.random.uniform(k_std, maxval=max_std), 0.0
+    """The batch's images after the device's augmentations: tissue synthesis, noise."""
+    image = batch["image_dhwc"]
+    if "tissue_dhw" in batch:
+        with jax.named_scope("synthesis"):
+            drawn = augment.synthesize(
+                batch["tissue_dhw"],
+                batch["spacing_3"],
+                jax.random.fold_in(rng, 1),
+                sample_ids_b,
+                config.synthesis,
+            )
+        # Cases without a tissue map (real images) keep their own image.
+        image = jnp.where(batch["has_tissue"][:, None, None, None, None], drawn, image)
+    with jax.named_scope("noise"):
+        return augment.add_noise(
+            image, rng, sample_ids_b, config.aug.noise_prob, config.aug.noise_max_std
         )
-        return image_dhwc + std * jax.random.normal(k_noise, image_dhwc.shape, image_dhwc.dtype)
-
-    return jax.vmap(one)(sample_ids_b, image_bdhwc)
 
 
 def train_step(
@@ -45,7 +51,9 @@ def train_step(
 
     Args:
       state: the train state.
-      batch: ``image_dhwc`` (b, d, h, w, 1), ``label_dhw`` (b, d, h, w), ``labeled_c`` (b, c).
+      batch: ``image_dhwc`` (b, d, h, w, 1), ``label_dhw`` (b, d, h, w), ``labeled_c`` (b, c);
+        with ``data.synthesis="tissues"`` also ``tissue_dhw`` (b, d, h, w), ``spacing_3``
+        (b, 3) and ``has_tissue`` (b,): those samples get an image drawn from their tissues.
       rng: the run's key; the step is folded in here.
       config: the run's config.
       axis_name: under ``pmap``, the device axis: gradients and metrics are averaged over it.
@@ -55,27 +63,30 @@ def train_step(
       (the new state, metrics: loss and its parts, grad_norm, and ``finite``: whether the
       update was applied).
     """
-    model, tx = make_model(config), make_optimizer(config)
+    model = make_model(config)
     rng = jax.random.fold_in(rng, state.step)
     local_batch = batch["image_dhwc"].shape[0]
     first = jax.lax.axis_index(axis_name) * local_batch if axis_name else 0
     # Named scopes label the compiled operations (benchmarks/profile_step.py reads them).
-    with jax.named_scope("noise"):
-        image = add_noise(
-            batch["image_dhwc"],
-            rng,
-            first + jnp.arange(local_batch),
-            config.aug.noise_prob,
-            config.aug.noise_max_std,
-        )
+    image = augmented_image(batch, rng, first + jnp.arange(local_batch), config)
     label = batch["label_dhw"].astype(jnp.int32)
 
+    options = {
+        "ce_weight": config.loss.ce_weight,
+        "dice_weight": config.loss.dice_weight,
+        "class_weights_c": config.loss.get("class_weights") or None,
+    }
+
     def loss_fn(params):
+        if model.deep_supervision:
+            logits = model.apply({"params": params}, image, all_scales=True)
+            with jax.named_scope("loss"):
+                return losses.multiscale_loss(
+                    logits, label, batch["labeled_c"], model.pool_factors, **options
+                )
         logits = model.apply({"params": params}, image)
         with jax.named_scope("loss"):
-            return losses.segmentation_loss(
-                logits, label, batch["labeled_c"], config.loss.ce_weight, config.loss.dice_weight
-            )
+            return losses.segmentation_loss(logits, label, batch["labeled_c"], **options)
 
     (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     metrics = {"loss": loss, **parts}
@@ -83,8 +94,10 @@ def train_step(
         # Equal shards: the mean of the shards' mean losses is the global mean loss.
         grads, metrics = jax.lax.pmean((grads, metrics), axis_name)
     with jax.named_scope("optimizer"):
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
+        # inject_hyperparams records the rate it computed for this update in the new state.
+        learning_rate = opt_state.hyperparams["learning_rate"]
     # A step whose loss, gradients or new parameters are not finite keeps the old state. It
     # is decided here, on the device, from values every replica holds alike after the pmean
     # (or the global values under a mesh), so replicas agree without a host round trip; the
@@ -97,7 +110,12 @@ def train_step(
     )
     # The step advances either way: it numbers the batches and keys the noise.
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
-    return new_state, {**metrics, "grad_norm": optax.tree.norm(grads), "finite": finite}
+    return new_state, {
+        **metrics,
+        "grad_norm": optax.tree.norm(grads),
+        "learning_rate": learning_rate,
+        "finite": finite,
+    }
 
 
 def all_finite(tree: Any) -> jnp.ndarray:

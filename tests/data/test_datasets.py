@@ -85,3 +85,43 @@ def test_layout_detection_and_errors(phantom_root, tmp_path):
         datasets.load_dataset(tmp_path / "nowhere")
     with pytest.raises(ValueError, match="Unknown dataset layout 'bids'"):
         datasets.load_dataset(phantom_root, layout="bids")
+
+
+def test_a_mix_of_datasets_keeps_each_cases_label_map(phantom_root, tmp_path):
+    import json
+
+    from lumbar_jax.data import prepared
+
+    mix = tmp_path / "mix.json"
+    mix.write_text(
+        json.dumps(
+            {
+                "datasets": [
+                    {"root": str(phantom_root), "name": "ph"},
+                    {
+                        "root": str(REAL / "lumbar_discs_t2"),
+                        "label_map": "1-5:2",
+                        "split": {"train": ["case11"], "test": ["case20"]},
+                        "repeat": 3,
+                    },
+                ]
+            }
+        )
+    )
+    ds = datasets.load_dataset_or_mix(mix)
+    assert len(ds.cases) == 8 + 2
+    assert ds.splits["train"].count("lumbar_discs_t2/case11") == 3  # repeated per epoch
+    assert "lumbar_discs_t2/case20" in ds.splits["test"]
+    assert len([i for i in ds.splits["train"] if i.startswith("ph/")]) == 6
+    disc_case = ds.cases["lumbar_discs_t2/case20"]
+    assert ds.labeled_of(disc_case) == (True, False, True, False, False, False)
+    assert ds.labeled_of(ds.cases["ph/phantom_000"]) == (True,) * 6
+    assert ds.labeled_classes == (True,) * 6
+    label = prepared.prepare_case(disc_case, ds).label_dhw
+    assert set(np.unique(label).tolist()) == {0, 2}  # discs 1..5 became our disc label
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        json.dumps({"datasets": [{"root": str(phantom_root), "split": {"train": ["x"]}}]})
+    )
+    with pytest.raises(ValueError, match=r"bad\.json: phantom has no cases \['x'\]"):
+        datasets.load_dataset_or_mix(bad)

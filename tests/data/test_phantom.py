@@ -5,8 +5,8 @@ import PIL.Image
 import pytest
 from scipy import ndimage
 
-from lumbar_jax.data import datasets, io, splits
-from lumbar_jax.data.phantom import anatomy, pathology, preview, render
+from lumbar_jax.data import datasets, io, prepared, splits
+from lumbar_jax.data.phantom import anatomy, pathology, preview, render, tissues
 from lumbar_jax.data.phantom import dataset as phantom_dataset
 from lumbar_jax.labels import BODY, CANAL, CORD, DISC, FORAMEN, LABEL_NAMES
 from tests.helpers.commands import run_command
@@ -91,8 +91,8 @@ def test_herniation_is_disc_and_displaces_the_sac():
     sick.herniations = [pathology.Herniation("L4/L5", 0.0, 0.0, 6.0, disc.half_height + 2, 5.0)]
     coords = np.arange(0.0, 300.0, 0.5)
     y, z = np.meshgrid(coords, coords, indexing="ij")
-    inten_h, label_h = healthy.plane(0.0, y, z)
-    inten_s, label_s = sick.plane(0.0, y, z)
+    h, s = healthy.plane(0.0, y, z), sick.plane(0.0, y, z)
+    inten_h, label_h, inten_s, label_s = h.inten, h.label, s.inten, s.label
     changed = label_h != label_s
     assert changed.sum() > 50
     assert (label_s[changed] == DISC).all()  # herniated material is labelled disc
@@ -110,8 +110,7 @@ def test_schmorl_node_is_disc_inside_the_body():
     sick.schmorl_nodes = [pathology.SchmorlNode("L2/L3", -1, 0.0, 0.0, 5.0, 4.0)]
     coords = np.arange(0.0, 300.0, 0.5)
     y, z = np.meshgrid(coords, coords, indexing="ij")
-    _, label_h = healthy.plane(0.0, y, z)
-    _, label_s = sick.plane(0.0, y, z)
+    label_h, label_s = healthy.plane(0.0, y, z).label, sick.plane(0.0, y, z).label
     changed = label_h != label_s
     assert changed.sum() > 20
     assert (label_h[changed] == BODY).all() and (label_s[changed] == DISC).all()
@@ -152,3 +151,26 @@ def test_preview_command_without_a_dataset(tmp_path):
         "phantom_001_para.png",
     ]
     assert not (tmp_path / "p" / "dataset.json").exists()
+
+
+def test_tissue_maps_agree_with_the_labels_and_are_seeded():
+    case = render.render_case(5, matrix=96)
+    assert case.tissue_dhw.shape == case.label_dhw.shape
+    # Every structure's voxels lie in tissues of that structure, and no other tissue does.
+    np.testing.assert_array_equal(tissues.LABEL_OF_TISSUE[case.tissue_dhw], case.label_dhw)
+    present = set(np.unique(case.tissue_dhw).tolist())
+    assert len(present) >= 12  # the tissues that are no structure are drawn too
+    for name in ("posterior_marrow", "epidural_fat", "foraminal_fat", "csf", "cord", "muscle"):
+        assert tissues.ID[name] in present, name
+    np.testing.assert_array_equal(render.render_case(5, matrix=96).tissue_dhw, case.tissue_dhw)
+
+
+def test_dataset_writes_tissue_maps_read_with_their_case(tmp_path):
+    root = phantom_dataset.write_dataset(tmp_path / "ds", num_cases=3, seed=1, matrix=48)
+    ds = datasets.load_nnunet_raw(root)
+    case = ds.cases["phantom_002"]
+    assert case.tissue_path == root / "tissuesTr" / "phantom_002.nii.gz"
+    prepared_case = prepared.prepare_case(case, ds, with_tissue=True)
+    np.testing.assert_array_equal(
+        tissues.LABEL_OF_TISSUE[prepared_case.tissue_dhw], prepared_case.label_dhw
+    )

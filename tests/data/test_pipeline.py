@@ -337,3 +337,31 @@ def test_coarse_crop_reads_stored_predictions(phantom_root, tmp_path):
     label_lo, _ = pipeline.MakeSample(tiny_config(phantom_root).data, None).box(case)
     assert np.all(lo <= where.min(0)) and np.all(hi >= where.max(0))
     assert not np.allclose(lo, label_lo)  # not the ground truth's box
+
+
+def test_tissue_synthesis_samples_carry_their_tissue_map(phantom_root):
+    from lumbar_jax.data.phantom import tissues
+
+    config = tiny_config(phantom_root, **{"data.synthesis": "tissues"})
+    ds = datasets.load_nnunet_raw(phantom_root)
+    it = iter(pipeline.train_iter_dataset(config, ds))
+    batch = next(it)
+    assert batch["tissue_dhw"].shape == batch["label_dhw"].shape
+    assert batch["has_tissue"].all() and batch["spacing_3"].shape == (2, 3)
+    assert (batch["spacing_3"] > 0).all()
+    # The labels are the tissue map's structures: both went through the same resampling.
+    np.testing.assert_array_equal(tissues.LABEL_OF_TISSUE[batch["tissue_dhw"]], batch["label_dhw"])
+    # A dataset without tissue maps (a user's own images): the samples say so.
+    plain = phantom_root.parent / "plain"
+    if not plain.exists():
+        import shutil
+
+        shutil.copytree(phantom_root, plain, ignore=shutil.ignore_patterns("tissuesTr"))
+    batch = next(iter(pipeline.train_iter_dataset(config, datasets.load_nnunet_raw(plain))))
+    assert not batch["has_tissue"].any() and not batch["tissue_dhw"].any()
+
+
+def test_unknown_synthesis_is_refused(phantom_root):
+    config = tiny_config(phantom_root, **{"data.synthesis": "gan"})
+    with pytest.raises(ValueError, match=r"config\.data\.synthesis is 'gan'"):
+        pipeline.synthesis(config.data)

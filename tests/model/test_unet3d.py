@@ -79,3 +79,20 @@ def test_remat_changes_memory_not_results():
 
     for a, b in zip(jax.tree.leaves(grads(False)), jax.tree.leaves(grads(True)), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_deep_supervision_heads_come_out_only_when_asked():
+    model = UNet3D(
+        num_classes=3,
+        base_filters=2,
+        pool_factors=((1, 2, 2), (2, 2, 2), (2, 2, 2)),
+        deep_supervision=2,
+    )
+    x = jnp.zeros((1, 4, 8, 8, 1))
+    params = model.init(jax.random.key(0), x, all_scales=True)["params"]
+    assert {"head", "head1", "head2"} <= set(params)
+    outs = model.apply({"params": params}, x, all_scales=True)
+    assert [o.shape for o in outs] == [(1, 4, 8, 8, 3), (1, 4, 4, 4, 3), (1, 2, 2, 2, 3)]
+    assert "head3" not in params  # only the levels asked for
+    plain = model.apply({"params": params}, x)  # inference: the full-resolution head only
+    np.testing.assert_array_equal(plain, outs[0])

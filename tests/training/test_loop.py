@@ -134,3 +134,24 @@ def test_partially_labelled_data_trains(phantom_root):
         losses.append(float(m["loss"]))
     assert np.isfinite(losses).all()
     assert losses[-1] < 0.95 * losses[0] and np.all(np.diff(losses) < 0), losses
+
+
+def test_init_from_starts_with_another_runs_parameters(tiny_runs, phantom_root, tmp_path):
+    from lumbar_jax.inference import jax_stage
+
+    source = jax_stage.load_stage(tiny_runs["fine"])
+    config = tiny_config(phantom_root, **{"init_from": str(tiny_runs["fine"])})
+    result = loop.train_and_evaluate(config, tmp_path / "tuned", max_steps=0)
+    assert result["step"] == 0
+    for got, want in zip(
+        jax.tree.leaves(result["params"]), jax.tree.leaves(source.params), strict=True
+    ):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+def test_init_from_a_run_of_another_model_names_the_field(tiny_runs, phantom_root, tmp_path):
+    config = tiny_config(
+        phantom_root, **{"init_from": str(tiny_runs["fine"]), "model.base_filters": "8"}
+    )
+    with pytest.raises(ValueError, match=r"config\.model\.base_filters = 4, not 8"):
+        loop.train_and_evaluate(config, tmp_path / "tuned", max_steps=0)

@@ -1,13 +1,17 @@
 """The built-in phantom dataset: generated once into the cache, in nnU-Net raw layout.
 
 ``write_dataset`` writes ``imagesTr/<case>_0000.nii.gz``, ``labelsTr/<case>.nii.gz``, the
-truth the case drew beside its label (``labelsTr/<case>_truth.json``, ``truth.py``) and
+truth the case drew beside its label (``labelsTr/<case>_truth.json``, ``truth.py``),
+``tissuesTr/<case>.nii.gz`` (the tissue of every voxel, ``tissues.py``) and
 ``dataset.json`` (label names and a train/validation/test split in the paper's proportions).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import itertools
 import json
+import multiprocessing
 import os
 import shutil
 from collections.abc import Iterator
@@ -16,15 +20,27 @@ from pathlib import Path
 import numpy as np
 
 from lumbar_jax.data import io, splits
-from lumbar_jax.data.phantom import preview, render, truth
+from lumbar_jax.data.phantom import preview, render, tissues, truth
 from lumbar_jax.labels import LABEL_NAMES
 
 
 def cases(num_cases: int, seed: int, matrix: int) -> Iterator[tuple[str, render.RenderedCase]]:
-    """(case id, rendered case) of each case of a phantom dataset, in order."""
-    seeds = np.random.SeedSequence(seed).generate_state(num_cases)
-    for i in range(num_cases):
-        yield f"phantom_{i:03d}", render.render_case(int(seeds[i]), matrix)
+    """(case id, rendered case) of each case of a phantom dataset, in order.
+
+    Cases are drawn in worker processes, one per CPU core (each case has its own seed, so
+    the result does not depend on how many): drawing is most of the generation's time.
+    """
+    seeds = [int(s) for s in np.random.SeedSequence(seed).generate_state(num_cases)]
+    workers = min(os.cpu_count() or 1, 8, num_cases)
+    if workers <= 1:
+        rendered = map(render.render_case, seeds, itertools.repeat(matrix))
+        yield from ((f"phantom_{i:03d}", case) for i, case in enumerate(rendered))
+        return
+    # "spawn": the caller may have started JAX's threads, which a fork would copy broken.
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        rendered = pool.map(render.render_case, seeds, itertools.repeat(matrix))
+        yield from ((f"phantom_{i:03d}", case) for i, case in enumerate(rendered))
 
 
 def write_dataset(
@@ -56,6 +72,7 @@ def write_dataset(
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "imagesTr").mkdir(parents=True)
     (tmp / "labelsTr").mkdir(parents=True)
+    (tmp / "tissuesTr").mkdir(parents=True)
     case_ids = []
     for case_id, case in cases(num_cases, seed, matrix):
         spacing = case.spacing_dhw
@@ -70,6 +87,10 @@ def write_dataset(
             tmp / "labelsTr" / f"{case_id}.nii.gz",
         )
         truth.write_truth(case, tmp / "labelsTr" / f"{case_id}{truth.SUFFIX}")
+        io.write_image(
+            io.canonical_image(case.tissue_dhw, spacing, origin, rotation),
+            tmp / "tissuesTr" / f"{case_id}.nii.gz",
+        )
         if preview_dir is not None:
             preview.write_previews(
                 case.image_dhw, case.label_dhw, spacing, preview_dir, case_id, preview_dpi
@@ -80,6 +101,8 @@ def write_dataset(
         "description": f"Synthetic sagittal T2 lumbar series, seed {seed}, matrix {matrix}.",
         "channel_names": {"0": "T2"},
         "labels": {name: i for i, name in enumerate(LABEL_NAMES)},
+        # tissuesTr/<case>.nii.gz: the tissue of every voxel (data.synthesis="tissues").
+        "tissues": list(tissues.NAMES),
         "numTraining": num_cases,
         "file_ending": ".nii.gz",
         "split": splits.split_case_ids(case_ids, seed),
@@ -108,7 +131,7 @@ def write_previews_only(
 
 
 # Part of the cache folder's name: bump it when the generator's output changes.
-DATASET_VERSION = 3
+DATASET_VERSION = 4
 
 
 def phantom_root(cache_dir: str | Path, num_cases: int, seed: int, matrix: int) -> Path:

@@ -10,7 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lumbar_jax.data.phantom.plane import Plane
 from lumbar_jax.data.phantom.spine import Segment, wedge
+from lumbar_jax.data.phantom.tissues import ID as T
 from lumbar_jax.labels import BODY, DISC
 
 
@@ -70,11 +72,10 @@ def draw_schmorl(rng: np.random.Generator, disc: Segment, side: int) -> SchmorlN
 
 
 def paint(
+    plane: Plane,
     x: float,
     y: np.ndarray,
     z: np.ndarray,
-    inten: np.ndarray,
-    label: np.ndarray,
     discs: dict[str, Segment],
     bulge: dict[str, float],
     schmorl_nodes: list[SchmorlNode],
@@ -83,9 +84,9 @@ def paint(
     """Draws Schmorl nodes and herniations on one plane, last: they displace what was there.
 
     Args:
+      plane: the plane being drawn, changed in place.
       x: the plane's left-right position (mm).
       y, z: the plane's superior-inferior and anterior-posterior coordinates (mm).
-      inten, label: the plane's intensity and label, changed in place.
       discs: the spine's discs by name.
       bulge: each disc's diffuse posterior bulge (mm).
       schmorl_nodes, herniations: the case's focal findings.
@@ -104,12 +105,12 @@ def paint(
                 + ((x - node.x) / (node.radius + grow)) ** 2
             ) <= 1.0
 
-        in_body = label == BODY
+        in_body = plane.label == BODY
         inside = ball(0.0) & in_body
         # A sclerotic, dark rim where the endplate folds into the body.
-        inten[ball(1.2) & in_body & ~inside] = 0.08
-        inten[inside] = 0.32 if s.degenerate else 0.7
-        label[inside] = DISC
+        plane.paint(ball(1.2) & in_body & ~inside, 0.08, T["body_cortex_endplate"])
+        nucleus = T["degenerate_nucleus"] if s.degenerate else T["nucleus"]
+        plane.paint(inside, 0.32 if s.degenerate else 0.7, nucleus, DISC)
     for h in herniations:
         s = discs[h.disc]
         if abs(x - h.x) >= h.half_x + 0.8:
@@ -125,11 +126,10 @@ def paint(
             ) <= 1.0
 
         # Only behind the disc margin, and never through bone.
-        where = (v > wall - 2.0) & (label != BODY)
+        where = (v > wall - 2.0) & (plane.label != BODY)
         inner = blob(0.0) & where
         # The stretched posterior ligament and outer annulus: a thin dark line on the
         # herniation's back, between it and the CSF. Disc material too.
         shell = blob(0.8) & where & ~inner
-        inten[shell] = 0.15
-        inten[inner] = 0.35 if s.degenerate else 0.5
-        label[inner | shell] = DISC
+        plane.paint(shell, 0.15, T["outer_annulus"], DISC)
+        plane.paint(inner, 0.35 if s.degenerate else 0.5, T["herniation"], DISC)

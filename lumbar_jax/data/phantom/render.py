@@ -33,7 +33,7 @@ class Acquisition:
 
 def _random_acquisition(rng: np.random.Generator, matrix: int) -> Acquisition:
     thickness = rng.uniform(3.5, 5.0)
-    fov = rng.uniform(260.0, 320.0)
+    fov = rng.uniform(220.0, 400.0)  # real series: 220-380 mm (../shared/data/real)
     return Acquisition(
         num_slices=int(rng.integers(12, 21)),
         slice_spacing=thickness * rng.uniform(1.05, 1.1),
@@ -56,6 +56,7 @@ class RenderedCase:
     Attributes:
       image_dhw: the series (int16).
       label_dhw: our labels at each slice's centre plane (uint8).
+      tissue_dhw: the tissue at each slice's centre plane (uint8, ``tissues.NAMES``).
       acquisition: slices, matrix, pixel size, ...
       phantom: the drawn patient (spine segments, canal, cord, pathology).
       slice_x_mm: left-right position of each slice's centre plane (mm).
@@ -63,6 +64,7 @@ class RenderedCase:
 
     image_dhw: np.ndarray
     label_dhw: np.ndarray
+    tissue_dhw: np.ndarray
     acquisition: Acquisition
     phantom: Phantom
     slice_x_mm: np.ndarray
@@ -90,14 +92,15 @@ def render_case(seed: int, matrix: int = 320) -> RenderedCase:
     centre_x = centre_x + rng.uniform(-3.0, 3.0)
     image = np.zeros((acq.num_slices, matrix, matrix), np.float32)
     label = np.zeros((acq.num_slices, matrix, matrix), np.uint8)
+    tissue = np.zeros((acq.num_slices, matrix, matrix), np.uint8)
     for d, xc in enumerate(centre_x):
         # Partial volume: the slice integrates tissue across its thickness.
         offsets = (-0.33, 0.0, 0.33)
         for k, off in enumerate(offsets):
-            inten, lab = phantom.plane(xc + off * acq.slice_thickness, y, z)
-            image[d] += inten / len(offsets)
-            if k == 1:
-                label[d] = lab
+            plane = phantom.plane(xc + off * acq.slice_thickness, y, z)
+            image[d] += plane.inten / len(offsets)
+            if k == 1:  # labels and tissues of the slice's centre plane
+                label[d], tissue[d] = plane.label, plane.tissue
     # The in-plane point spread of a finite k-space matrix: edges spread over about a pixel
     # instead of the drawing's hard steps.
     image = ndimage.gaussian_filter(image, sigma=(0.0, 0.4, 0.4))
@@ -112,7 +115,7 @@ def render_case(seed: int, matrix: int = 320) -> RenderedCase:
     imag = acq.noise * rng.standard_normal(image.shape, dtype=np.float32)
     image = np.sqrt(real**2 + imag**2) * acq.scale
     image = np.clip(np.round(image), 0, 32767).astype(np.int16)
-    return RenderedCase(image, label, acq, phantom, centre_x)
+    return RenderedCase(image, label, tissue, acq, phantom, centre_x)
 
 
 def tilt(deg: float) -> np.ndarray:

@@ -65,7 +65,7 @@ class Drawing:
         self.phantom, self.x = case.phantom, x
 
     def labels(self, points_yz: np.ndarray) -> np.ndarray:
-        return self.phantom.plane(self.x, points_yz[..., 0], points_yz[..., 1])[1]
+        return self.phantom.plane(self.x, points_yz[..., 0], points_yz[..., 1]).label
 
     def inside(self, origin, direction, reach, classes) -> tuple[np.ndarray, np.ndarray]:
         """(positions along the line, whether each holds one of ``classes``)."""

@@ -1,0 +1,94 @@
+"""Scores a cascade on the real series in ``../shared/data/real``, in one line.
+
+  python -m lumbar_jax evaluate_real --coarse=RUN --fine=RUN --output=DIR
+      [--root=../shared/data/real] [--flip_tta]
+
+Each partially labelled set there is evaluated whole (split "all") with its label map:
+``lumbar_discs_t2`` (discs 1-5 -> disc) and ``lumbar_vertebral_bodies_t2`` (bodies 1-7 ->
+vertebral body); the structures a set does not label are left out. DIR receives, per set,
+the ``evaluate`` reports in DIR/<set>/, and DIR/real_scans.md: Dice per series and per set,
+coarse stage alone and cascade, and an overlay of the first series of each set with its
+prediction (DIR/<set>/<series>.png) beside its reference (DIR/<set>/<series>_reference.png).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from absl import flags
+
+from lumbar_jax.cli import common
+from lumbar_jax.data import datasets, io, prepared, transforms
+from lumbar_jax.evaluation import cases, predictors, reports
+from lumbar_jax.evaluation.evaluator import Evaluation, Evaluator
+from lumbar_jax.files import write_text
+from lumbar_jax.inference import backends, overlay, writer
+from lumbar_jax.labels import STRUCTURES
+
+# The real sets and how their labels map onto ours (see the README in that folder).
+REAL_SETS = {
+    "lumbar_discs_t2": "1-5:2",
+    "lumbar_vertebral_bodies_t2": "1-7:1",
+}
+_DEFAULT_ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real"
+
+_COARSE = flags.DEFINE_string("coarse", None, "Coarse stage: run, checkpoint or .onnx file.")
+_FINE = flags.DEFINE_string("fine", None, "Fine stage: run, checkpoint or .onnx file.")
+_ROOT = flags.DEFINE_string("root", str(_DEFAULT_ROOT), "The folder of the real sets.")
+_OUTPUT = flags.DEFINE_string("output", None, "Folder for the reports (created).")
+_FLIP_TTA = flags.DEFINE_bool("flip_tta", False, "Left-right flip test-time augmentation.")
+
+
+def _rows(name: str, ev: Evaluation, labeled: tuple[bool, ...]) -> list[str]:
+    """One Markdown row per series and stage: the Dice of each structure the set labels."""
+    scored = [i for i, s in enumerate(STRUCTURES) if labeled[i + 1]]
+    rows = []
+    for n, case_id in enumerate(ev.case_ids):
+        for stage in ev.stages:
+            dice = ", ".join(f"{STRUCTURES[i]} {ev.dice[stage][n, i]:.3f}" for i in scored)
+            rows.append(f"| {name} | {case_id} | {stage} | {dice} |")
+    for stage in ev.stages:
+        mean = ev.dice_summary(stage)["mean"]
+        dice = ", ".join(f"{STRUCTURES[i]} **{mean[i]:.3f}**" for i in scored)
+        rows.append(f"| {name} | mean of {len(ev.case_ids)} | {stage} | {dice} |")
+    return rows
+
+
+def _reference_overlay(case: datasets.Case, dataset: datasets.Dataset, path: Path) -> None:
+    volume = io.read_canonical(case.image_path)
+    reference = prepared.read_label(case, dataset, volume)
+    windowed = transforms.auto_window(volume.array_dhw, source=case.image_path)
+    overlay.overlay_png(
+        windowed, reference, volume.spacing_dhw, path, title=f"{case.case_id}: reference"
+    )
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    common.require("coarse", "fine", "output")
+    loaded = backends.load_cascade(_COARSE.value, _FINE.value)
+    output = writer.check_output_folder(_OUTPUT.value)
+    predict = predictors.cascade_predictor(loaded.coarse, loaded.fine, _FLIP_TTA.value)
+    lines = ["| set | series | stage | Dice |", "|---|---|---|---|"]
+    for name, label_map in REAL_SETS.items():
+        dataset = datasets.load_dataset(Path(_ROOT.value) / name, "folder", label_map)
+        split = dataset.with_all_split("all")
+        evaluator = Evaluator(lambda d=dataset, s=split: cases.series_cases(d, s), surface=True)
+        ev = evaluator(predict, progress=True)
+        folder = writer.check_output_folder(output / name)
+        title = f"Real series: {name} ({len(ev.case_ids)} series, label map {label_map})"
+        reports.write_reports(ev, folder, title, {"data": str(dataset.root), "split": split})
+        lines += _rows(name, ev, dataset.labeled_classes)
+        first = dataset.split(split)[0]
+        writer.predict_series(loaded.coarse, loaded.fine, first.image_path, folder, first.case_id)
+        _reference_overlay(first, dataset, folder / f"{first.case_id}_reference.png")
+    table = "\n".join(lines) + "\n"
+    write_text(output / "real_scans.md", table)
+    print(table)
+    print(f"Reports and overlays in {output}; runs: {loaded.description()}.")
+
+
+cli = common.command(main)
+
+if __name__ == "__main__":
+    cli()
