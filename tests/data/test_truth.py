@@ -9,6 +9,7 @@ import pytest
 
 from lumbar_jax.data import datasets, io
 from lumbar_jax.data.phantom import render, truth
+from lumbar_jax.data.phantom.spine import wedge
 from lumbar_jax.evaluation import levels as level_scores
 from lumbar_jax.inference import levels, measure
 
@@ -40,8 +41,15 @@ def test_truth_heights_are_the_drawn_segments(case, case_truth):
     assert discs
     for entry in discs:
         s = segments[entry["name"]]
-        # A disc is 2 x half_height high at its centre; a lordotic one taller in front.
-        assert entry["height_middle_mm"] == pytest.approx(2 * s.half_height, abs=0.06)
+        # A disc is 2 x half_height high at its centre, times its wedge factor off it; a
+        # lordotic one taller in front.
+        middle = sum(entry["span_mm"]) / 2
+        want = 2 * s.half_height * wedge(s, middle)
+        # The body below, drawn over the disc, meets its centre line at the disc's edge; off
+        # the centre its endplate's own tilt moves that meeting point.
+        lower = case.phantom.segments[[x.name for x in case.phantom.segments].index(s.name) + 1]
+        tilt = abs(middle * math.tan(lower.theta - s.theta))
+        assert entry["height_middle_mm"] == pytest.approx(want, abs=0.06 + tilt)
         if -s.theta + 0.1 > 0:
             assert entry["height_anterior_mm"] > entry["height_middle_mm"]
             assert entry["height_middle_mm"] > entry["height_posterior_mm"]

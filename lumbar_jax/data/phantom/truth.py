@@ -110,6 +110,7 @@ def disc_truth(draw: Drawing, disc: Segment) -> dict:
     reach = (-REACH_MM / 2, REACH_MM / 2)
     middle = draw.length(centre, n, reach, (DISC,))
     out = {"height_anterior_mm": None, "height_middle_mm": None, "height_posterior_mm": None}
+    out["span_mm"] = None
     own = draw.run(centre, t, (-REACH_MM, REACH_MM), (DISC,))
     if middle is not None and own is not None:
         walls = [
@@ -124,8 +125,11 @@ def disc_truth(draw: Drawing, disc: Segment) -> dict:
             front = max(front, float(np.mean([w[0] for w in walls])))
             back = min(back, float(np.mean([w[1] for w in walls])))
         margin = MARGIN_SHARE * (back - front)
-        for key, s in zip(out, (front + margin, (front + back) / 2, back - margin), strict=True):
+        keys = ("height_anterior_mm", "height_middle_mm", "height_posterior_mm")
+        for key, s in zip(keys, (front + margin, (front + back) / 2, back - margin), strict=True):
             out[key] = _round(draw.length(centre + s * t, n, reach, (DISC,)))
+        # The span's ends along t from the drawn centre (anterior negative).
+        out["span_mm"] = [_round(front), _round(back)]
     out["canal_ap_mm"] = _round(draw.length(centre, t, (0.0, 2 * REACH_MM), (CANAL, CORD)))
     return out
 
