@@ -1,6 +1,7 @@
 """The built-in phantom dataset: generated once into the cache, in nnU-Net raw layout.
 
-``write_dataset`` writes ``imagesTr/<case>_0000.nii.gz``, ``labelsTr/<case>.nii.gz``,
+``write_dataset`` writes ``imagesTr/<case>_0000.nii.gz``, ``labelsTr/<case>.nii.gz``, the
+truth the case drew beside its label (``labelsTr/<case>_truth.json``, ``truth.py``),
 ``tissuesTr/<case>.nii.gz`` (the tissue of every voxel, ``tissues.py``) and
 ``dataset.json`` (label names and a train/validation/test split in the paper's proportions).
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from lumbar_jax.data import io, splits
-from lumbar_jax.data.phantom import preview, render, tissues
+from lumbar_jax.data.phantom import preview, render, tissues, truth
 from lumbar_jax.labels import LABEL_NAMES
 
 
@@ -85,6 +86,7 @@ def write_dataset(
             io.canonical_image(case.label_dhw, spacing, origin, rotation),
             tmp / "labelsTr" / f"{case_id}.nii.gz",
         )
+        truth.write_truth(case, tmp / "labelsTr" / f"{case_id}{truth.SUFFIX}")
         io.write_image(
             io.canonical_image(case.tissue_dhw, spacing, origin, rotation),
             tmp / "tissuesTr" / f"{case_id}.nii.gz",
@@ -129,7 +131,7 @@ def write_previews_only(
 
 
 # Part of the cache folder's name: bump it when the generator's output changes.
-DATASET_VERSION = 3
+DATASET_VERSION = 4
 
 
 def phantom_root(cache_dir: str | Path, num_cases: int, seed: int, matrix: int) -> Path:
