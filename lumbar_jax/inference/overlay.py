@@ -59,6 +59,7 @@ def overlay_png(
     path: str | Path,
     title: str = "",
     levels: Levels | None = None,
+    panels: list[tuple[str, int | None]] | None = None,
 ) -> None:
     """Mid-sagittal and two para-sagittal slices, image and label overlay, in true aspect.
 
@@ -69,6 +70,8 @@ def overlay_png(
       path: PNG to write (atomically).
       title: figure title.
       levels: the named levels of ``labels_dhw``, written beside the structures.
+      panels: (name, slice) of the three panels; default ``panel_slices`` of the labels (pass
+        another map's, to show a reference on the same slices as a prediction).
     """
     # The object interface on an Agg canvas: no pyplot state, safe in any thread or process.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -83,7 +86,8 @@ def overlay_png(
     fig = Figure(figsize=(9, 6 * aspect + 1))
     FigureCanvasAgg(fig)
     axes = fig.subplots(2, 3)
-    for col, (name, k) in enumerate(panel_slices(labels_dhw, spacing_dhw, levels)):
+    panels = panels or panel_slices(labels_dhw, spacing_dhw, levels)
+    for col, (name, k) in enumerate(panels):
         for row in range(2):
             ax = axes[row, col]
             ax.axis("off")

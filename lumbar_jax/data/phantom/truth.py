@@ -317,9 +317,9 @@ def _voxels(case: RenderedCase, s: Segment) -> int:
     return int(((case.label_dhw == value) & box[None]).sum())
 
 
-def write_truth(case: RenderedCase, path: Path) -> None:
-    """Writes ``case_truth`` as JSON to ``path``."""
-    path.write_text(json.dumps(case_truth(case), indent=1) + "\n")
+def write_truth(truth: dict, path: Path) -> None:
+    """Writes a ``case_truth`` as JSON to ``path``."""
+    path.write_text(json.dumps(truth, indent=1) + "\n")
 
 
 def case_truth(case: RenderedCase) -> dict:
