@@ -1,7 +1,7 @@
 """Scores a cascade on the real series in ``../shared/data/real``, in one line.
 
   python -m lumbar_jax evaluate_real --coarse=RUN --fine=RUN --output=DIR
-      [--root=../shared/data/real] [--flip_tta]
+      [--root=../shared/data/real] [--only=case20,case10,case12] [--flip_tta]
 
 Each partially labelled set there is evaluated whole (split "all") with its label map:
 ``lumbar_discs_t2`` (discs 1-5 -> disc) and ``lumbar_vertebral_bodies_t2`` (bodies 1-7 ->
@@ -43,6 +43,9 @@ _FINE = flags.DEFINE_string("fine", None, "Fine stage: run, checkpoint or .onnx 
 _ROOT = flags.DEFINE_string("root", str(_DEFAULT_ROOT), "The folder of the real sets.")
 _OUTPUT = flags.DEFINE_string("output", None, "Folder for the reports (created).")
 _FLIP_TTA = flags.DEFINE_bool("flip_tta", False, "Left-right flip test-time augmentation.")
+_ONLY = flags.DEFINE_list(
+    "only", [], "Score only these series (e.g. those a fine-tuning held out: case20,case10)."
+)
 _LEVEL_MARGIN = flags.DEFINE_float(
     "level_margin_mm", 5.0, "Rows kept above and below the labelled levels (mm)."
 )
@@ -114,6 +117,10 @@ def main(argv: list[str]) -> None:
     for name, label_map in REAL_SETS.items():
         dataset = datasets.load_dataset(Path(_ROOT.value) / name, "folder", label_map)
         split = dataset.with_all_split("all")
+        if _ONLY.value:
+            dataset.splits[split] = [c for c in dataset.splits[split] if c in _ONLY.value]
+            if not dataset.splits[split]:
+                continue
         evaluator = Evaluator(lambda d=dataset, s=split: cases.series_cases(d, s), surface=True)
         ev = evaluator(predict, progress=True)
         folder = writer.check_output_folder(output / name)
