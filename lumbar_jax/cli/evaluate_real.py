@@ -128,8 +128,11 @@ def main(argv: list[str]) -> None:
         reports.write_reports(ev, folder, title, {"data": str(dataset.root), "split": split})
         lines += _rows(name, ev, dataset.labeled_classes)
         first = dataset.split(split)[0]
-        writer.predict_series(loaded.coarse, loaded.fine, first.image_path, folder, first.case_id)
-        _reference_overlay(first, dataset, folder / f"{first.case_id}_reference.png")
+        summary = writer.predict_series(
+            loaded.coarse, loaded.fine, first.image_path, folder, first.case_id
+        )
+        predicted = folder / summary["outputs"]["labels"]
+        _reference_overlay(first, dataset, predicted, folder / f"{first.case_id}_reference.png")
     table = "\n".join(lines) + "\n"
     write_text(output / "real_scans.md", table)
     print(table)
