@@ -29,7 +29,10 @@ def test_evaluate_real_scores_each_set_with_its_label_map(tiny_runs, tmp_path):
     # Each set is scored on the structure it labels, and only on that one.
     assert "| lumbar_discs_t2 | case11 | cascade | intervertebral_disc " in table
     assert "| lumbar_vertebral_bodies_t2 | case02 | coarse | vertebral_body " in table
-    assert "| lumbar_vertebral_bodies_t2 | case02 | cascade, labelled levels | vertebral_body " in table
+    assert (
+        "| lumbar_vertebral_bodies_t2 | case02 | cascade, labelled levels | vertebral_body "
+        in table
+    )
     assert "spinal_canal" not in table
     for name, case in (("lumbar_discs_t2", "case11"), ("lumbar_vertebral_bodies_t2", "case02")):
         assert (out / name / "evaluation.json").is_file()
