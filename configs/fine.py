@@ -12,4 +12,7 @@ def get_config(arg: str = ""):
     c = common.apply_size(c, arg)
     if arg == "cpu":
         c.data.input_shape = (16, 128, 48)
+        # The fine stage segments the small structures: the foramen and the cord need about
+        # a thousand steps (README "The demo").
+        c.optim.num_epochs = 36
     return c

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,11 +19,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     block raises, the temporary file is removed and ``path`` is left as it was.
     """
     path = Path(path)
-    # The random part goes first, so the temporary name keeps the extension (SimpleITK picks
-    # the file format by it).
-    fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=f"-{path.name}", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(errno.ENOENT, "No such folder", str(path.parent))
+    # A random part unique per writer; it goes first, so the temporary name keeps the
+    # extension (SimpleITK picks the file format by it). The writer creates the file, with
+    # the usual permissions (mkstemp's would be private to the owner).
+    tmp = path.with_name(f".tmp-{secrets.token_hex(6)}-{path.name}")
     try:
         yield tmp
         os.replace(tmp, path)

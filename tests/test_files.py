@@ -26,3 +26,13 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
 def test_a_missing_folder_is_an_os_error(tmp_path):
     with pytest.raises(OSError):
         files.write_bytes(tmp_path / "nowhere" / "x.bin", b"x")
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    path = files.write_text(tmp_path / "report.json", "{}")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask

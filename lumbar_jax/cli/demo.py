@@ -4,7 +4,8 @@
 
 Trains the coarse and the fine stage at CPU size, predicts one test series with the cascade
 (label map, JSON report, PNG overlay), exports both stages to ONNX and predicts the series
-again with onnxruntime, and evaluates the test split beside the paper's table.
+again with onnxruntime, and evaluates the test split beside the paper's table, with the level
+names and measurements scored against the phantom's truth.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from absl import flags
 from lumbar_jax import config as config_lib
 from lumbar_jax.cli import common
 from lumbar_jax.data import datasets
-from lumbar_jax.evaluation import cases, predictors, reports
+from lumbar_jax.evaluation import cases, levels, predictors, reports
 from lumbar_jax.evaluation.evaluator import Evaluator
 from lumbar_jax.export import onnx
 from lumbar_jax.inference import backends, writer
@@ -99,13 +100,18 @@ def main(argv: list[str]) -> None:
     _predict_and_export(workdir, loaded, dataset.split(split)[0])
 
     print("== Evaluating the cascade on the test split ==", flush=True)
-    evaluator = Evaluator(lambda: cases.series_cases(dataset, split), surface=True, instances=True)
+    scorer = levels.LevelScorer(levels.load_truths(dataset, split), dataset.labeled_classes)
+    evaluator = Evaluator(
+        lambda: cases.series_cases(dataset, split), surface=True, instances=True, on_case=scorer
+    )
     ev = evaluator(predictors.cascade_predictor(loaded.coarse, loaded.fine))
     title = f"Demo cascade on the phantom's {split} split ({len(ev.case_ids)} cases)"
     output = workdir / "evaluation"
     output.mkdir(parents=True, exist_ok=True)
-    reports.write_reports(ev, output, title, {"data": str(dataset.root), "split": split})
+    extra = {"levels": (scorer.markdown(), scorer.summary())} if scorer.scores else None
+    reports.write_reports(ev, output, title, {"data": str(dataset.root), "split": split}, extra)
     print(reports.markdown(ev, title, max_missed=10))
+    print(scorer.markdown())
     print(
         f"Demo finished in {time.perf_counter() - start:.0f} s (training: coarse "
         f"{seconds['coarse']:.0f} s, fine {seconds['fine']:.0f} s); outputs in {workdir}."

@@ -6,7 +6,8 @@
 Every case is predicted from its image file as ``predict`` would (whole series -> coarse ->
 crop -> fine -> back on the series' grid) and compared with its reference on the series' own
 grid: Dice, HD95 and ASSD (mm) per structure, for the coarse stage alone and the cascade; the
-paper's "satisfactory" rate per structure. RUN may also be an exported ``.onnx`` model (both
+paper's "satisfactory" rate per structure; where the dataset has the phantom's truth files,
+level naming accuracy and measurement errors (``evaluation/levels.py``). RUN may also be an exported ``.onnx`` model (both
 stages then run with onnxruntime). DIR receives evaluation.md (the tables beside the paper's),
 per_case.csv and evaluation.json.
 """
@@ -19,7 +20,7 @@ from absl import flags
 
 from lumbar_jax.cli import common
 from lumbar_jax.data import datasets
-from lumbar_jax.evaluation import cases, predictors, reports
+from lumbar_jax.evaluation import cases, levels, predictors, reports
 from lumbar_jax.evaluation.evaluator import Evaluator
 from lumbar_jax.inference import backends, writer
 
@@ -42,7 +43,12 @@ def main(argv: list[str]) -> None:
     split = dataset.with_all_split(_SPLIT.value)
     output = writer.check_output_folder(_OUTPUT.value)
     loaded = backends.load_cascade(_COARSE.value, _FINE.value, _BACKEND.value)
-    evaluator = Evaluator(lambda: cases.series_cases(dataset, split), surface=True, instances=True)
+    # Level names and measurements too, where the dataset has the phantom's truth files.
+    truths = levels.load_truths(dataset, split)
+    scorer = levels.LevelScorer(truths, dataset.labeled_classes) if truths else None
+    evaluator = Evaluator(
+        lambda: cases.series_cases(dataset, split), surface=True, instances=True, on_case=scorer
+    )
     ev = evaluator(
         predictors.cascade_predictor(loaded.coarse, loaded.fine, _FLIP_TTA.value), progress=True
     )
@@ -54,8 +60,11 @@ def main(argv: list[str]) -> None:
         **loaded.description(),
         "flip_tta": _FLIP_TTA.value,
     }
-    reports.write_reports(ev, output, title, meta)
+    extra = {"levels": (scorer.markdown(), scorer.summary())} if scorer else None
+    reports.write_reports(ev, output, title, meta, extra)
     print(reports.markdown(ev, title, max_missed=20))
+    if scorer:
+        print(scorer.markdown())
     print(f"Reports in {output} ({time.perf_counter() - start:.0f} s).")
 
 

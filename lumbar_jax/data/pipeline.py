@@ -110,8 +110,8 @@ class MakeSample(grain.transforms.RandomMap):
             else np.zeros(self.out_shape, np.uint8)
         )
         if self.aug is not None:
-            if not has_tissue:  # an image drawn from tissues gets its own contrast changes
-                image = augment_intensity(image, self.aug, rng)
+            # Also for samples with tissues: synthesis.prob of them keep this image.
+            image = augment_intensity(image, self.aug, rng)
             if rng.random() < self.aug.flip_prob:
                 # Left-right: the slice axis, image, label and tissues together.
                 image, label, tissue = image[::-1], label[::-1], tissue[::-1]

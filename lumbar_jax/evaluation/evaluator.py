@@ -127,6 +127,8 @@ class Evaluator:
         whole series, which are read one at a time instead of kept in memory).
       surface: also compute HD95 and ASSD (mm) per structure.
       instances: also score every reference instance (the paper's satisfaction).
+      on_case: called with each case and its predictions once they are scored, for scores
+        of other kinds (e.g. ``levels.LevelScorer``), which it keeps itself.
     """
 
     def __init__(
@@ -135,9 +137,10 @@ class Evaluator:
         *,
         surface: bool = False,
         instances: bool = False,
+        on_case: Callable[[EvalCase, dict[str, np.ndarray]], None] | None = None,
     ):
         self._cases = cases if callable(cases) else list(cases)
-        self.surface, self.instances = surface, instances
+        self.surface, self.instances, self.on_case = surface, instances, on_case
 
     def cases(self) -> Iterable[EvalCase]:
         return self._cases() if callable(self._cases) else self._cases
@@ -172,6 +175,8 @@ class Evaluator:
                         (case.case_id, inst)
                         for inst in satisfaction.instances(pred, ref, case.spacing_dhw, labeled)
                     )
+            if self.on_case is not None:
+                self.on_case(case, predictions)
         stages = tuple(dice)
 
         def stack(rows: dict[str, list]) -> dict[str, np.ndarray]:

@@ -160,8 +160,24 @@ def per_case_csv(ev: Evaluation) -> str:
     return buffer.getvalue()
 
 
-def write_reports(ev: Evaluation, output: Path, title: str, meta: dict) -> None:
-    """evaluation.md, per_case.csv and evaluation.json into ``output`` (each atomically)."""
+def write_reports(
+    ev: Evaluation,
+    output: Path,
+    title: str,
+    meta: dict,
+    extra: dict[str, tuple[str, Any]] | None = None,
+) -> None:
+    """evaluation.md, per_case.csv and evaluation.json into ``output`` (each atomically).
+
+    Args:
+      ev: the evaluation.
+      output: the folder.
+      title: the Markdown title.
+      meta: written first into evaluation.json.
+      extra: {key: (Markdown section, JSON-ready value)} of other scores, appended to
+        evaluation.md and written under ``key`` into evaluation.json.
+    """
+    extra = extra or {}
     document = {
         **meta,
         "lumbar_jax_version": __version__,
@@ -175,7 +191,9 @@ def write_reports(ev: Evaluation, output: Path, title: str, meta: dict) -> None:
             for stage in ev.stages
         },
     }
-    files.write_text(output / "evaluation.md", markdown(ev, title))
+    document |= {key: value for key, (_, value) in extra.items()}
+    text = "\n".join([markdown(ev, title), *(section for section, _ in extra.values())])
+    files.write_text(output / "evaluation.md", text)
     files.write_text(output / "per_case.csv", per_case_csv(ev))
     files.write_text(output / "evaluation.json", json.dumps(document, indent=1))
 

@@ -10,7 +10,9 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from lumbar_jax.labels import STRUCTURES
+from lumbar_jax.data import io
+from lumbar_jax.inference.levels import Levels
+from lumbar_jax.labels import BODY, DISC, STRUCTURES
 
 # Connected pieces smaller than this are counted but not listed: partial-volume crumbs.
 MIN_COMPONENT_MM3 = 50.0
@@ -93,3 +95,33 @@ def grid_report(image: sitk.Image) -> dict:
         "origin_world_mm": _round(image.GetOrigin()),
         "direction": [round(v, 6) for v in image.GetDirection()],
     }
+
+
+def add_levels(structures: dict, levels: Levels, label_image: sitk.Image) -> None:
+    """Writes each body and disc component's level name (``"level"``) into ``structures``.
+
+    A component of ``structure_report`` takes the names of the named pieces of ``levels``
+    that make up at least a quarter of it ("L5+S1" where two vertebrae touch in the label
+    map but were named apart), None when it has none (a crumb).
+    """
+    named = levels.named()
+    index = np.zeros(levels.maps["body"].shape, np.int16)
+    for k, comp in enumerate(named, start=1):
+        index[levels.mask(comp)] = k
+    # A copy: a view would outlive the temporary image it looks into.
+    index_zyx = sitk.GetArrayFromImage(io.from_canonical(index, label_image))
+    labels_zyx = sitk.GetArrayViewFromImage(label_image)
+    for value, name in ((BODY, "vertebral_body"), (DISC, "intervertebral_disc")):
+        entries = structures[name]["components"]
+        if not entries:
+            continue
+        pieces, n = ndimage.label(labels_zyx == value, structure=np.ones((3, 3, 3), bool))
+        centres = np.array(ndimage.center_of_mass(labels_zyx == value, pieces, range(1, n + 1)))
+        worlds = _world(label_image, centres)
+        for entry in entries:
+            # The same piece as structure_report's: the one with its (rounded) centroid.
+            i = int(np.argmin(np.linalg.norm(worlds - entry["centroid_world_mm"], axis=1)))
+            votes = np.bincount(index_zyx[pieces == i + 1], minlength=len(named) + 1)[1:]
+            share = votes / max(int((pieces == i + 1).sum()), 1)
+            found = [named[k].name for k in np.flatnonzero(share >= 0.25)]
+            entry["level"] = "+".join(dict.fromkeys(found)) or None

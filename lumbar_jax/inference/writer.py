@@ -7,7 +7,7 @@ from pathlib import Path
 
 from lumbar_jax import __version__, files
 from lumbar_jax.data import datasets, io, transforms
-from lumbar_jax.inference import cascade, overlay, report, series
+from lumbar_jax.inference import cascade, levels, measure, overlay, report, series
 from lumbar_jax.labels import LABEL_NAMES
 
 # Label maps keep their input's format; two-file formats become their one-file variant.
@@ -67,6 +67,9 @@ def predict_series(
     label_image = io.from_canonical(result.labels_dhw, volume.reference)
     output.mkdir(parents=True, exist_ok=True)
     paths = output_paths(output, name, source)
+    named = levels.name_levels(result.labels_dhw, volume.spacing_dhw)
+    structures = report.structure_report(label_image)
+    report.add_levels(structures, named, label_image)
     summary = {
         "series": name,
         "input": source.name,
@@ -74,7 +77,9 @@ def predict_series(
         "coordinates": "world mm, LPS (x to patient left, y posterior, z superior)",
         "grid": report.grid_report(label_image),
         "labels": dict(enumerate(LABEL_NAMES)),
-        "structures": report.structure_report(label_image),
+        "structures": structures,
+        "levels": named.summary(),
+        "measurements": measure.measure(named, result.labels_dhw).to_json(),
         "cascade": {
             **(runs or {}),
             "flip_tta": flip_lr,
@@ -88,7 +93,12 @@ def predict_series(
         files.write_text(paths["report"], json.dumps(summary, indent=1))
         windowed = transforms.auto_window(volume.array_dhw, fine.window_percentiles, source)
         overlay.overlay_png(
-            windowed, result.labels_dhw, volume.spacing_dhw, paths["overlay"], title=name
+            windowed,
+            result.labels_dhw,
+            volume.spacing_dhw,
+            paths["overlay"],
+            title=name,
+            levels=named,
         )
     except BaseException:
         for path in paths.values():

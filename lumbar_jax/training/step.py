@@ -13,6 +13,10 @@ from lumbar_jax.model import make_model
 from lumbar_jax.training import augment, losses
 from lumbar_jax.training.state import TrainState
 
+# Keys of the synthesis and of its coin flips: streams apart from the noise's, which folds in
+# the sample ids (small numbers) directly.
+_SYNTHESIS_STREAM, _COIN_STREAM = 2**31 - 1, 2**31 - 2
+
 
 def augmented_image(
     batch: dict[str, jnp.ndarray],
@@ -27,12 +31,16 @@ def augmented_image(
             drawn = augment.synthesize(
                 batch["tissue_dhw"],
                 batch["spacing_3"],
-                jax.random.fold_in(rng, 1),
+                jax.random.fold_in(rng, _SYNTHESIS_STREAM),
                 sample_ids_b,
                 config.synthesis,
             )
-        # Cases without a tissue map (real images) keep their own image.
-        image = jnp.where(batch["has_tissue"][:, None, None, None, None], drawn, image)
+        # A share of the samples with a tissue map get the drawn image; cases without one
+        # (real images) keep their own.
+        coins = jax.random.fold_in(rng, _COIN_STREAM)
+        coin = jax.vmap(lambda i: jax.random.uniform(jax.random.fold_in(coins, i)))(sample_ids_b)
+        use = batch["has_tissue"] & (coin < config.synthesis.prob)
+        image = jnp.where(use[:, None, None, None, None], drawn, image)
     with jax.named_scope("noise"):
         return augment.add_noise(
             image, rng, sample_ids_b, config.aug.noise_prob, config.aug.noise_max_std

@@ -28,5 +28,8 @@ def test_demo_runs_the_whole_cascade(tmp_path):
     assert "label maps agree on" in result.stdout
     evaluation = json.loads((demo / "evaluation" / "evaluation.json").read_text())
     assert evaluation["split"] == "test"
+    # The phantom's truth files: level names and measurements scored too.
+    assert set(evaluation["levels"]) == {"reference", "coarse", "cascade"}
+    assert summary["levels"]["level_confidence"] in ("high", "low")
     assert "Cascade beside the paper" in result.stdout
     assert "Demo finished" in result.stdout

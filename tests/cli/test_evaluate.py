@@ -27,6 +27,9 @@ def test_evaluate_command_writes_the_reports(tiny_runs, phantom_root, tmp_path):
     document = json.loads((tmp_path / "evaluation.json").read_text())
     assert document["split"] == "test" and len(document["cases"]) == 1
     assert document["backend"] == "jax"
+    # The phantom's truth files are there: names and measurements against them.
+    assert document["levels"]["reference"]["naming_accuracy"] is not None
+    assert "| level naming accuracy |" in (tmp_path / "evaluation.md").read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "evaluation.json",
         "evaluation.md",

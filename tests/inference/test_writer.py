@@ -57,6 +57,12 @@ def test_outputs_keep_a_non_canonical_grid_and_the_report_matches(stages, phanto
             want = labels.TransformContinuousIndexToPhysicalPoint(tuple(index.tolist()))
             np.testing.assert_allclose(entry["centroid_world_mm"], want, atol=0.01)
     assert written["grid"]["size_xyz"] == list(image.GetSize())
+    # Level names and measurements of the same label map (tests/inference/test_levels.py and
+    # test_measure.py check their values).
+    assert written["levels"]["level_confidence"] in ("high", "low")
+    assert written["measurements"]["mid_sagittal_slice"] in range(canonical.shape[0])
+    for component in written["structures"]["vertebral_body"]["components"]:
+        assert "level" in component
     assert (tmp_path / "out" / "scan.png").stat().st_size > 1000
 
 

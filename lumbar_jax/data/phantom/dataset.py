@@ -1,6 +1,7 @@
 """The built-in phantom dataset: generated once into the cache, in nnU-Net raw layout.
 
-``write_dataset`` writes ``imagesTr/<case>_0000.nii.gz``, ``labelsTr/<case>.nii.gz``,
+``write_dataset`` writes ``imagesTr/<case>_0000.nii.gz``, ``labelsTr/<case>.nii.gz``, the
+truth the case drew beside its label (``labelsTr/<case>_truth.json``, ``truth.py``),
 ``tissuesTr/<case>.nii.gz`` (the tissue of every voxel, ``tissues.py``) and
 ``dataset.json`` (label names and a train/validation/test split in the paper's proportions).
 """
@@ -19,12 +20,19 @@ from pathlib import Path
 import numpy as np
 
 from lumbar_jax.data import io, splits
-from lumbar_jax.data.phantom import preview, render, tissues
+from lumbar_jax.data.phantom import preview, render, tissues, truth
 from lumbar_jax.labels import LABEL_NAMES
 
 
-def cases(num_cases: int, seed: int, matrix: int) -> Iterator[tuple[str, render.RenderedCase]]:
-    """(case id, rendered case) of each case of a phantom dataset, in order.
+def _render_with_truth(seed: int, matrix: int) -> tuple[render.RenderedCase, dict]:
+    case = render.render_case(seed, matrix)
+    return case, truth.case_truth(case)
+
+
+def cases(
+    num_cases: int, seed: int, matrix: int
+) -> Iterator[tuple[str, render.RenderedCase, dict]]:
+    """(case id, rendered case, its truth) of each case of a phantom dataset, in order.
 
     Cases are drawn in worker processes, one per CPU core (each case has its own seed, so
     the result does not depend on how many): drawing is most of the generation's time.
@@ -32,14 +40,14 @@ def cases(num_cases: int, seed: int, matrix: int) -> Iterator[tuple[str, render.
     seeds = [int(s) for s in np.random.SeedSequence(seed).generate_state(num_cases)]
     workers = min(os.cpu_count() or 1, 8, num_cases)
     if workers <= 1:
-        rendered = map(render.render_case, seeds, itertools.repeat(matrix))
-        yield from ((f"phantom_{i:03d}", case) for i, case in enumerate(rendered))
+        drawn = map(_render_with_truth, seeds, itertools.repeat(matrix))
+        yield from ((f"phantom_{i:03d}", *item) for i, item in enumerate(drawn))
         return
     # "spawn": the caller may have started JAX's threads, which a fork would copy broken.
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-        rendered = pool.map(render.render_case, seeds, itertools.repeat(matrix))
-        yield from ((f"phantom_{i:03d}", case) for i, case in enumerate(rendered))
+        drawn = pool.map(_render_with_truth, seeds, itertools.repeat(matrix))
+        yield from ((f"phantom_{i:03d}", *item) for i, item in enumerate(drawn))
 
 
 def write_dataset(
@@ -73,7 +81,7 @@ def write_dataset(
     (tmp / "labelsTr").mkdir(parents=True)
     (tmp / "tissuesTr").mkdir(parents=True)
     case_ids = []
-    for case_id, case in cases(num_cases, seed, matrix):
+    for case_id, case, case_truth in cases(num_cases, seed, matrix):
         spacing = case.spacing_dhw
         rotation = render.tilt(case.acquisition.tilt_deg)
         origin = (-60.0, -100.0, 120.0)
@@ -85,6 +93,7 @@ def write_dataset(
             io.canonical_image(case.label_dhw, spacing, origin, rotation),
             tmp / "labelsTr" / f"{case_id}.nii.gz",
         )
+        truth.write_truth(case_truth, tmp / "labelsTr" / f"{case_id}{truth.SUFFIX}")
         io.write_image(
             io.canonical_image(case.tissue_dhw, spacing, origin, rotation),
             tmp / "tissuesTr" / f"{case_id}.nii.gz",
@@ -121,7 +130,7 @@ def write_previews_only(
 ) -> list[Path]:
     """Draws the cases of a phantom dataset and writes only their previews."""
     written = []
-    for case_id, case in cases(num_cases, seed, matrix):
+    for case_id, case, _ in cases(num_cases, seed, matrix):
         written += preview.write_previews(
             case.image_dhw, case.label_dhw, case.spacing_dhw, preview_dir, case_id, dpi
         )
@@ -129,7 +138,7 @@ def write_previews_only(
 
 
 # Part of the cache folder's name: bump it when the generator's output changes.
-DATASET_VERSION = 3
+DATASET_VERSION = 4
 
 
 def phantom_root(cache_dir: str | Path, num_cases: int, seed: int, matrix: int) -> Path:
