@@ -1,6 +1,6 @@
 """Per-layer time of the U-Net's conv blocks, lumbar_jax against PyTorch, forward plus backward.
 
-  python -m benchmarks.layers --config=fine:cpu --batch=2 [--impls=stack2d,xla]
+  python -m benchmarks.layers --config=fine:cpu --batch=2 [--impls=onednn,stack2d,xla]
 
 Every 3x3x3 conv block of the U-Net (convolution, GroupNorm, ReLU) at its own shape, timed
 forward and backward (gradients of the input and the parameters) as a jitted function per
@@ -36,7 +36,7 @@ def define_flags() -> None:
     """Defines the command line's flags (only when run as a program; see train_step.py)."""
     flags.DEFINE_string("config", "fine:cpu", "Config NAME[:ARG] or path.")
     flags.DEFINE_integer("batch", 2, "Batch size.")
-    flags.DEFINE_list("impls", ["stack2d", "xla"], "JAX conv implementations to time.")
+    flags.DEFINE_list("impls", ["onednn", "stack2d"], "JAX conv implementations to time.")
     flags.DEFINE_integer("repeats", REPEATS, "Timed calls per layer (median).")
 
 

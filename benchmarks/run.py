@@ -67,7 +67,7 @@ SUITES = {
         "scaling": {"config": "fine:tiny", "devices": 2, "per_device": 1, "global_batch": 2},
         "roofline": {"config": "fine", "batch": 5, "dtypes": ["float32", "bfloat16"]},
         "pipeline": {"config": "fine:cpu", "cases": 4, "samples": 8, "workers": [0, 1]},
-        "layers": {"config": "fine:cpu", "batch": 2, "impls": ["stack2d"]},
+        "layers": {"config": "fine:cpu", "batch": 2, "impls": ["onednn", "stack2d"]},
         "inference_series": 2,
     },
     "full": {
@@ -84,7 +84,7 @@ SUITES = {
         "scaling": {"config": "fine:cpu", "devices": 4, "per_device": 1, "global_batch": 4},
         "roofline": {"config": "fine", "batch": 5, "dtypes": ["float32", "bfloat16"]},
         "pipeline": {"config": "fine", "cases": 12, "samples": 48, "workers": [0, 1, 2]},
-        "layers": {"config": "fine:cpu", "batch": 2, "impls": ["stack2d", "xla"]},
+        "layers": {"config": "fine:cpu", "batch": 2, "impls": ["onednn", "stack2d", "xla"]},
         "inference_series": 5,
     },
 }
