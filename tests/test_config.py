@@ -32,10 +32,15 @@ def test_size_arguments_override_only_some_fields():
     assert changed == {
         "data.phantom_matrix",
         "data.input_shape",
+        "data.synthesis",
+        "synthesis.prob",
+        "loss.class_weights",
         "model.base_filters",
         "optim.batch_size",
         "optim.learning_rate",
         "optim.num_epochs",
+        "optim.schedule",
+        "optim.warmup_epochs",
         "train.eval_every_epochs",
     }
     assert config_lib.load_config("coarse:tiny").data.input_shape == (8, 32, 16)
@@ -70,7 +75,10 @@ def test_unknown_name_lists_available():
 def test_unknown_argument_and_field():
     with pytest.raises(ValueError, match="Unknown config argument 'gpu'"):
         config_lib.load_config("fine:gpu")
-    with pytest.raises(ValueError, match=r"config.optim has batch_size, learning_rate, num_epochs"):
+    with pytest.raises(
+        ValueError,
+        match=r"config.optim has batch_size, final_lr_fraction, learning_rate, num_epochs",
+    ):
         config_lib.load_config("fine", {"optim.lr": "1e-3"})
     with pytest.raises(ValueError, match=r"config.optim.batch_size is int \(5\); got '2.5'"):
         config_lib.load_config("fine", {"optim.batch_size": "2.5"})
