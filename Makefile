@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 WORKDIR ?= runs/demo
 
-.PHONY: demo test test-fast lint format clean
+.PHONY: demo demo-full test test-fast lint format clean
 
 # The install also compiles the oneDNN conv extension (setup.py), so its sources count too.
 $(STAMP): pyproject.toml setup.py lumbar_jax/model/csrc/onednn_conv.cc
@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml setup.py lumbar_jax/model/csrc/onednn_conv.cc
 
 demo: $(STAMP)
 	$(PY) -m lumbar_jax demo --workdir=$(WORKDIR)
+
+# The demo with a finer fine stage (configs/fine.py, cpu_full): about twice as long.
+demo-full: $(STAMP)
+	$(PY) -m lumbar_jax demo --size=cpu_full --workdir=runs/demo-full
 
 test: $(STAMP)
 	$(PY) -m ruff check .

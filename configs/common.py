@@ -175,10 +175,14 @@ def train_config() -> ml_collections.ConfigDict:
 
 
 def apply_size(c: ml_collections.ConfigDict, arg: str) -> ml_collections.ConfigDict:
-    """Shrinks a paper config for a CPU (``cpu``) or for tests (``tiny``)."""
+    """Shrinks a paper config for a CPU (``cpu``, ``cpu_full``) or for tests (``tiny``).
+
+    ``cpu_full`` (``make demo-full``) is the CPU preset with a finer fine stage
+    (``configs/fine.py``); the coarse stage is the same.
+    """
     if arg == "":
         return c
-    if arg == "cpu":
+    if arg in ("cpu", "cpu_full"):
         # The demo: minutes on a 2-core CPU. Departures from the paper, each measured
         # (README "The demo"): a larger step size for a thousand steps instead of ~4,500,
         # warmed up over an epoch and decayed by a cosine (without it the foramen and the
@@ -209,4 +213,6 @@ def apply_size(c: ml_collections.ConfigDict, arg: str) -> ml_collections.ConfigD
         c.train.eval_every_epochs = 1
         c.train.log_every_steps = 1
         return c
-    raise ValueError(f"Unknown config argument {arg!r}; choose one of '', 'cpu', 'tiny'.")
+    raise ValueError(
+        f"Unknown config argument {arg!r}; choose one of '', 'cpu', 'cpu_full', 'tiny'."
+    )

@@ -1,6 +1,7 @@
 """Fine stage: a crop around the structures, resized to 16 x 320 x 128 (paper).
 
-Use ``--config=fine`` (paper scale), ``--config=fine:cpu`` (the demo) or ``--config=fine:tiny``.
+Use ``--config=fine`` (paper scale), ``--config=fine:cpu`` (the demo), ``--config=fine:cpu_full``
+(``make demo-full``) or ``--config=fine:tiny``.
 """
 
 from configs import common
@@ -10,7 +11,7 @@ def get_config(arg: str = ""):
     c = common.paper_config("fine", (16, 320, 128))
     c.data.crop = "label"
     c = common.apply_size(c, arg)
-    if arg == "cpu":
+    if arg in ("cpu", "cpu_full"):
         c.data.input_shape = (16, 128, 48)
         # The fine stage segments the small structures: the foramen and the cord need about
         # a thousand steps (README "The demo").
@@ -21,4 +22,9 @@ def get_config(arg: str = ""):
         # with a quarter, validation at step 1008).
         c.synthesis.prob = 0.25
         c.loss.class_weights = (1.0, 1.0, 2.0, 1.0, 1.0, 5.0)
+    if arg == "cpu_full":
+        # make demo-full: 1.5 times the in-plane resolution (voxels of 1.5-2 mm on the
+        # phantom's crops), for boundaries a voxel closer; twice the step time, 48 epochs.
+        c.data.input_shape = (16, 192, 64)
+        c.optim.num_epochs = 48
     return c

@@ -27,7 +27,7 @@ from lumbar_jax.inference import backends, writer
 from lumbar_jax.training import loop
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/demo", "Demo folder.")
-_SIZE = flags.DEFINE_string("size", "cpu", "Config size of both stages (cpu or tiny).")
+_SIZE = flags.DEFINE_string("size", "cpu", "Config size of both stages (cpu, cpu_full or tiny).")
 _OVERRIDES: dict[str, str] = {}
 
 
