@@ -22,13 +22,13 @@ from typing import Any
 
 import flax
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
 
 from lumbar_jax import __version__
 from lumbar_jax import config as config_lib
+from lumbar_jax.data.phantom.tissues import NUM_TISSUES
 from lumbar_jax.training import state as state_lib
 from lumbar_jax.training import step as step_lib
 
@@ -45,25 +45,31 @@ def load_config(
 def random_batch(
     config: ml_collections.ConfigDict, batch_size: int, seed: int = 0
 ) -> dict[str, np.ndarray]:
-    """A host batch of the config's shape with random intensities and labels."""
+    """A host batch of the config's shape with random intensities and labels.
+
+    With ``data.synthesis="tissues"`` it also holds random tissue maps, so the step draws
+    images from them (for ``config.synthesis.prob`` of the samples), as in training.
+    """
     shape = tuple(config.data.input_shape)
     classes = config.data.num_classes
     rng = np.random.default_rng(seed)
-    return {
+    batch = {
         "image_dhwc": rng.random((batch_size, *shape, 1), np.float32),
         "label_dhw": rng.integers(0, classes, (batch_size, *shape)).astype(np.uint8),
         "labeled_c": np.ones((batch_size, classes), bool),
     }
+    if config.data.get("synthesis", "image") == "tissues":
+        batch["tissue_dhw"] = rng.integers(0, NUM_TISSUES, (batch_size, *shape)).astype(np.uint8)
+        batch["spacing_3"] = np.tile(np.float32([4.0, 1.0, 1.0]), (batch_size, 1))
+        batch["has_tissue"] = np.ones(batch_size, bool)
+    return batch
 
 
 def batch_spec(config: ml_collections.ConfigDict, batch_size: int) -> dict[str, Any]:
-    """The shapes and dtypes of ``random_batch``, without the data."""
-    shape = tuple(config.data.input_shape)
-    return {
-        "image_dhwc": jax.ShapeDtypeStruct((batch_size, *shape, 1), jnp.float32),
-        "label_dhw": jax.ShapeDtypeStruct((batch_size, *shape), jnp.uint8),
-        "labeled_c": jax.ShapeDtypeStruct((batch_size, config.data.num_classes), jnp.bool_),
-    }
+    """The shapes and dtypes of ``random_batch`` (nothing on the device)."""
+    return jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), random_batch(config, batch_size)
+    )
 
 
 def initial_state(config: ml_collections.ConfigDict) -> Any:

@@ -3,6 +3,8 @@
 Each body and disc is a connected piece of its label. Pieces joined only by a bridge one or
 two voxels wide (a rim of the disc predicted as body, a speck over a disc) are split at the
 bridge: the pieces are grown back from the label eroded by one voxel in the sagittal plane.
+A body piece that a disc crosses (two bodies joined around a disc by a wider bridge) is cut
+along the disc's plane.
 Crumbs (small pieces) and pieces away from the spinal column (specks in the abdomen, posterior
 elements taken for bodies) are left out. What is left is ordered superior to inferior, and
 each piece gets its local spine axis and height.
@@ -27,6 +29,11 @@ MIN_SHARE = 0.1
 # superior-inferior, belong to one column; the column is the group with the most volume.
 COLUMN_GAP_MM = 8.0
 COLUMN_GAP_ALONG_MM = 45.0
+# A disc cuts a body piece in two when each side holds at least this share of the piece and
+# the disc spans at least this share of the piece's width across the spine (a Schmorl node,
+# disc material inside one body, does not).
+SPLIT_MIN_SIDE = 0.25
+SPLIT_MIN_WIDTH = 0.5
 
 
 @dataclasses.dataclass
@@ -129,6 +136,52 @@ def _pieces(labels_dhw, spacing: np.ndarray, value: int, kind: str):
     return pieces, found
 
 
+def _cut_by_disc(body: Component, disc: Component) -> np.ndarray | None:
+    """Which of ``body``'s voxels lie below ``disc``'s plane, when the disc crosses it."""
+    normal = geometry.minor_axis(disc.points_hw)  # across the disc: along the spine
+    across = np.array([-normal[1], normal[0]])
+    side = (body.points_hw - disc.centre_hw) @ normal
+    below = side > 0
+    share = below.mean()
+    if min(share, 1.0 - share) < SPLIT_MIN_SIDE:
+        return None
+    body_lo, body_hi = body.extent_along(across)
+    disc_lo, disc_hi = disc.extent_along(across)
+    overlap = min(body_hi, disc_hi) - max(body_lo, disc_lo)
+    return below if overlap >= SPLIT_MIN_WIDTH * (body_hi - body_lo) else None
+
+
+def _split_at_discs(
+    bodies: list[Component], discs: list[Component], pieces: np.ndarray, spacing: np.ndarray
+) -> list[Component]:
+    """Bodies, each piece that a disc crosses cut in two along it (``pieces`` relabelled)."""
+    todo, done = list(bodies), []
+    while todo:
+        body = todo.pop()
+        for disc in discs:
+            below = _cut_by_disc(body, disc)
+            if below is not None:
+                break
+        else:
+            done.append(body)
+            continue
+        new_label = int(pieces.max()) + 1
+        index = tuple(np.round(body.points_mm[below] / spacing).astype(int).T)
+        pieces[index] = new_label
+        for label, mask in ((body.label, ~below), (new_label, below)):
+            points = body.points_mm[mask]
+            todo.append(
+                dataclasses.replace(
+                    body,
+                    label=label,
+                    volume_mm3=body.volume_mm3 * mask.mean(),
+                    centroid_mm=points.mean(axis=0),
+                    points_mm=points,
+                )
+            )
+    return done
+
+
 def _without_crumbs(found: list[Component]) -> list[Component]:
     big = [c for c in found if c.volume_mm3 >= MIN_COMPONENT_MM3]
     if not big:
@@ -186,10 +239,12 @@ def find(
     """
     spacing = np.asarray(spacing_dhw, float)
     labeled = tuple(labeled) if labeled is not None else (True,) * len(LABEL_NAMES)
-    maps, comps = {}, []
+    maps, kept = {}, {}
     for value, kind in ((BODY, "body"), (DISC, "disc")):
         maps[kind], found = _pieces(labels_dhw, spacing, value, kind)
-        comps += _without_crumbs(found) if labeled[value] else []
+        kept[kind] = _without_crumbs(found) if labeled[value] else []
+    kept["body"] = _split_at_discs(kept["body"], kept["disc"], maps["body"], spacing)
+    comps = kept["body"] + kept["disc"]
     comps = sorted(_column(comps), key=lambda c: c.centroid_mm[1])
     set_axes(comps, spacing)
     return maps, comps

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from lumbar_jax.data import io
-from lumbar_jax.inference import levels
+from lumbar_jax.inference import components, levels
 from lumbar_jax.labels import BODY, DISC
 from tests.helpers import REAL_DATA, spines
 
@@ -89,6 +89,25 @@ def test_a_fused_segment_spans_two_levels_and_lowers_the_confidence():
     assert _names(named) == want
     assert named.confidence == "low"
     assert any("fused" in r for r in named.reasons)
+
+
+def test_bodies_joined_around_a_disc_are_cut_along_it():
+    # Body predicted over the back 5 mm of L2/L3 joins L2 and L3 around the disc: a bridge
+    # too wide for the erosion to take apart. The disc still crosses the piece, so it is cut
+    # along the disc's plane, and nothing is taken for a fused segment.
+    spacing = (4.0, 1.0, 1.0)
+    labels = spines.draw(spines.spine(), spacing)
+    disc = next(c for c in levels.name_levels(labels, spacing).components if c.name == "L2/L3")
+    voxels = np.round(disc.points_mm / spacing).astype(int)
+    labels[tuple(voxels[voxels[:, 2] >= voxels[:, 2].max() - 4].T)] = BODY
+    named = levels.name_levels(labels, spacing)
+    assert _names(named) == NORMAL
+    assert named.confidence == "high", named.reasons
+    # Disc material inside one body (a Schmorl node) is too narrow to cut it.
+    body = next(c for c in named.components if c.name == "L3")
+    blob = body.centroid_mm + np.array([[0.0, dh, dw] for dh in (-1, 0, 1) for dw in (-3, 0, 3)])
+    node = components.Component("disc", 99, 100.0, blob.mean(axis=0), blob)
+    assert components._cut_by_disc(body, node) is None
 
 
 def test_a_disc_not_found_skips_its_level():
