@@ -44,6 +44,14 @@ def test_size_arguments_override_only_some_fields():
         "train.eval_every_epochs",
     }
     assert config_lib.load_config("coarse:tiny").data.input_shape == (8, 32, 16)
+    # make demo-full: only the fine stage's shape and length differ from the demo's.
+    full = config_lib.to_dict(config_lib.load_config("fine:cpu_full"))
+    assert {k for k in full["data"] if full["data"][k] != cpu["data"][k]} == {"input_shape"}
+    assert tuple(full["data"]["input_shape"]) == (16, 192, 64) and full["optim"]["num_epochs"] == 48
+    coarse = [
+        config_lib.to_dict(config_lib.load_config(f"coarse:{a}")) for a in ("cpu", "cpu_full")
+    ]
+    assert coarse[0] == coarse[1]
 
 
 def test_by_path_and_overrides():
