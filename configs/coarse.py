@@ -1,6 +1,7 @@
 """Coarse stage: the whole series resized to 16 x 256 x 128 (paper).
 
-Use ``--config=coarse`` (paper scale), ``--config=coarse:cpu`` (``:cpu_full`` is the same) or ``--config=coarse:tiny``.
+Use ``--config=coarse`` (paper scale), ``--config=coarse:cpu`` (``:cpu_full`` is the same) or
+``--config=coarse:tiny``.
 """
 
 from configs import common

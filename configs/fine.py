@@ -23,7 +23,7 @@ def get_config(arg: str = ""):
         c.synthesis.prob = 0.25
         c.loss.class_weights = (1.0, 1.0, 2.0, 1.0, 1.0, 5.0)
     if arg == "cpu_full":
-        # make demo-full: 1.5 times the in-plane resolution (voxels of 1.5-2 mm on the
+        # make demo-full: 1.5 times the in-plane resolution (voxels of 1.4-2 mm on the
         # phantom's crops), for boundaries a voxel closer; twice the step time, 48 epochs.
         c.data.input_shape = (16, 192, 64)
         c.optim.num_epochs = 48
