@@ -154,9 +154,6 @@ def synthesis_config() -> ml_collections.ConfigDict:
     s.window_top = (0.7, 1.1)  # window top over the brightest tissue: bright ones saturate
     s.gamma_std = 0.3  # log-normal gamma (SynthSeg 0.4)
     s.invert_prob = 0.1  # an inverted contrast (TotalSpineSeg 0.3)
-    # Tissue pairs that differ on every sequence: the second is kept this far from the first.
-    s.distinct = (("csf", "cord"), ("csf", "cauda_equina"))
-    s.min_difference = 0.15
     return s
 
 

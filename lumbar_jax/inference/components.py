@@ -136,9 +136,11 @@ def _pieces(labels_dhw, spacing: np.ndarray, value: int, kind: str):
     return pieces, found
 
 
-def _cut_by_disc(body: Component, disc: Component) -> np.ndarray | None:
-    """Which of ``body``'s voxels lie below ``disc``'s plane, when the disc crosses it."""
-    normal = geometry.minor_axis(disc.points_hw)  # across the disc: along the spine
+def _cut_by_disc(body: Component, disc: Component, normal: np.ndarray) -> np.ndarray | None:
+    """Which of ``body``'s voxels lie below ``disc``'s plane, when the disc crosses it.
+
+    ``normal`` is the disc's direction of least spread (across it: along the spine).
+    """
     across = np.array([-normal[1], normal[0]])
     side = (body.points_hw - disc.centre_hw) @ normal
     below = side > 0
@@ -155,28 +157,31 @@ def _split_at_discs(
     bodies: list[Component], discs: list[Component], pieces: np.ndarray, spacing: np.ndarray
 ) -> list[Component]:
     """Bodies, each piece that a disc crosses cut in two along it (``pieces`` relabelled)."""
+    normals = [geometry.minor_axis(disc.points_hw) for disc in discs]
     todo, done = list(bodies), []
+    new_label, last_row = int(pieces.max()), pieces.shape[1] - 1
     while todo:
         body = todo.pop()
-        for disc in discs:
-            below = _cut_by_disc(body, disc)
+        for disc, normal in zip(discs, normals, strict=True):
+            below = _cut_by_disc(body, disc, normal)
             if below is not None:
                 break
         else:
             done.append(body)
             continue
-        new_label = int(pieces.max()) + 1
-        index = tuple(np.round(body.points_mm[below] / spacing).astype(int).T)
-        pieces[index] = new_label
+        new_label += 1
+        voxels = np.round(body.points_mm / spacing).astype(int)
+        pieces[tuple(voxels[below].T)] = new_label
         for label, mask in ((body.label, ~below), (new_label, below)):
-            points = body.points_mm[mask]
+            rows = voxels[mask, 1]
             todo.append(
                 dataclasses.replace(
                     body,
                     label=label,
                     volume_mm3=body.volume_mm3 * mask.mean(),
-                    centroid_mm=points.mean(axis=0),
-                    points_mm=points,
+                    centroid_mm=body.points_mm[mask].mean(axis=0),
+                    points_mm=body.points_mm[mask],
+                    cut=bool(rows.min() == 0 or rows.max() == last_row),
                 )
             )
     return done

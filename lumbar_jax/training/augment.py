@@ -87,19 +87,6 @@ def draw_contrast(key: jax.Array, s: ml_collections.ConfigDict) -> dict[str, jnp
     }
 
 
-def _keep_apart(means: jnp.ndarray, pairs: tuple[tuple[str, str], ...], gap: float) -> jnp.ndarray:
-    """Moves the second tissue of each pair at least ``gap`` away from the first.
-
-    Some neighbours differ on every spine MRI sequence (the cord within CSF); a contrast that
-    erases their difference would teach the network a boundary no scan shows.
-    """
-    for first, second in pairs:
-        a, b = means[tissues.ID[first]], means[tissues.ID[second]]
-        away = jnp.where(a - gap >= 0.0, a - gap, a + gap)
-        means = means.at[tissues.ID[second]].set(jnp.where(jnp.abs(a - b) < gap, away, b))
-    return means
-
-
 def _blur(x: jnp.ndarray, sigma: jnp.ndarray, axis: int, radius: int) -> jnp.ndarray:
     """Gaussian along one axis as shifted sums (edges repeated); ``sigma`` may be traced."""
     taps = jnp.arange(-radius, radius + 1, dtype=jnp.float32)

@@ -107,7 +107,7 @@ def test_bodies_joined_around_a_disc_are_cut_along_it():
     body = next(c for c in named.components if c.name == "L3")
     blob = body.centroid_mm + np.array([[0.0, dh, dw] for dh in (-1, 0, 1) for dw in (-3, 0, 3)])
     node = components.Component("disc", 99, 100.0, blob.mean(axis=0), blob)
-    assert components._cut_by_disc(body, node) is None
+    assert components._cut_by_disc(body, node, np.array([1.0, 0.0])) is None
 
 
 def test_a_disc_not_found_skips_its_level():
