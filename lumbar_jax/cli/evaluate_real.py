@@ -129,7 +129,12 @@ def main(argv: list[str]) -> None:
         lines += _rows(name, ev, dataset.labeled_classes)
         first = dataset.split(split)[0]
         summary = writer.predict_series(
-            loaded.coarse, loaded.fine, first.image_path, folder, first.case_id
+            loaded.coarse,
+            loaded.fine,
+            first.image_path,
+            folder,
+            first.case_id,
+            flip_lr=_FLIP_TTA.value,
         )
         predicted = folder / summary["outputs"]["labels"]
         _reference_overlay(first, dataset, predicted, folder / f"{first.case_id}_reference.png")
