@@ -36,6 +36,10 @@ def paper_config(stage: str, input_shape: tuple[int, int, int]) -> ml_collection
     c.optim.final_lr_fraction = 0.0
     c.train = train_config()
     c.synthesis = synthesis_config()
+    # How the cascade turns the fine stage's probabilities into labels: the background's
+    # probability times this before the argmax (inference/cascade.decide); 1: the argmax.
+    c.inference = ml_collections.ConfigDict()
+    c.inference.background_scale = 1.0
     return c
 
 

@@ -35,6 +35,7 @@ def test_size_arguments_override_only_some_fields():
         "data.synthesis",
         "synthesis.prob",
         "loss.class_weights",
+        "inference.background_scale",
         "model.base_filters",
         "optim.batch_size",
         "optim.learning_rate",

@@ -33,6 +33,12 @@ _LABEL_MAP = flags.DEFINE_string("label_map", "", "Dataset values -> ours, e.g. 
 _SPLIT = flags.DEFINE_string("split", "test", "Split to evaluate, or 'all' cases.")
 _OUTPUT = flags.DEFINE_string("output", None, "Folder for the reports (created).")
 _FLIP_TTA = flags.DEFINE_bool("flip_tta", False, "Left-right flip test-time augmentation.")
+_BACKGROUND_SCALE = flags.DEFINE_float(
+    "background_scale",
+    None,
+    "Decide the fine stage's labels with this background scale "
+    "(inference/cascade.decide) instead of the fine run's own.",
+)
 
 
 def main(argv: list[str]) -> None:
@@ -43,6 +49,7 @@ def main(argv: list[str]) -> None:
     split = dataset.with_all_split(_SPLIT.value)
     output = writer.check_output_folder(_OUTPUT.value)
     loaded = backends.load_cascade(_COARSE.value, _FINE.value, _BACKEND.value)
+    loaded = loaded.with_background_scale(_BACKGROUND_SCALE.value)
     # Level names and measurements too, where the dataset has the phantom's truth files.
     truths = levels.load_truths(dataset, split)
     scorer = levels.LevelScorer(truths, dataset.labeled_classes) if truths else None
@@ -59,6 +66,7 @@ def main(argv: list[str]) -> None:
         "cases": ev.case_ids,
         **loaded.description(),
         "flip_tta": _FLIP_TTA.value,
+        "background_scale": loaded.fine.background_scale,
     }
     extra = {"levels": (scorer.markdown(), scorer.summary())} if scorer else None
     reports.write_reports(ev, output, title, meta, extra)

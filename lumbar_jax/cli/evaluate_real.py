@@ -43,6 +43,12 @@ _FINE = flags.DEFINE_string("fine", None, "Fine stage: run, checkpoint or .onnx 
 _ROOT = flags.DEFINE_string("root", str(_DEFAULT_ROOT), "The folder of the real sets.")
 _OUTPUT = flags.DEFINE_string("output", None, "Folder for the reports (created).")
 _FLIP_TTA = flags.DEFINE_bool("flip_tta", False, "Left-right flip test-time augmentation.")
+_BACKGROUND_SCALE = flags.DEFINE_float(
+    "background_scale",
+    None,
+    "Decide the fine stage's labels with this background scale "
+    "(inference/cascade.decide) instead of the fine run's own.",
+)
 _ONLY = flags.DEFINE_list(
     "only", [], "Score only these series (e.g. those a fine-tuning held out: case20,case10)."
 )
@@ -108,6 +114,7 @@ def main(argv: list[str]) -> None:
     del argv
     common.require("coarse", "fine", "output")
     loaded = backends.load_cascade(_COARSE.value, _FINE.value)
+    loaded = loaded.with_background_scale(_BACKGROUND_SCALE.value)
     output = writer.check_output_folder(_OUTPUT.value)
     predict = within_labelled_levels(
         predictors.cascade_predictor(loaded.coarse, loaded.fine, _FLIP_TTA.value),

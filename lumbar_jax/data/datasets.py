@@ -295,10 +295,32 @@ def load_dataset_or_mix(root: str | Path, *args, data=None) -> Dataset:
     """``load_mix`` for a ``.json`` file, else ``load_dataset(root, *args)``.
 
     ``data``: a config's data section, for a mix that includes the built-in phantom.
+
+    Raises:
+      ValueError: naming the file, for a mix given a layout or label map of its own (a mix
+        sets them per dataset, so they would be ignored).
     """
     if str(root).endswith(".json"):
+        # args may stop before the last of them (the rest are load_dataset's defaults).
+        pairs = zip(_MIX_SET_FIELDS, args, _MIX_SET_DEFAULTS, strict=False)
+        given = [
+            (name, value)
+            for name, value, default in pairs
+            if (value if isinstance(value, str) else tuple(value)) != default
+        ]
+        if given:
+            names = ", ".join(f"{n}={a!r}" for n, a in given)
+            raise ValueError(
+                f"{root}: a dataset mix sets layout and label map per dataset in its file; "
+                f"remove {names} (see datasets.load_mix)."
+            )
         return load_mix(root, data)
     return load_dataset(root, *args)
+
+
+# load_dataset's arguments that a mix sets per dataset, and their defaults.
+_MIX_SET_FIELDS = ("layout", "label_map", "image_glob", "label_replace")
+_MIX_SET_DEFAULTS = ("auto", "", "**/*_image.nii.gz", ("_image", "_labels"))
 
 
 def load_mix(path: str | Path, data) -> Dataset:

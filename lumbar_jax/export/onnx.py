@@ -24,7 +24,7 @@ from lumbar_jax import __version__, files
 from lumbar_jax import config as config_lib
 from lumbar_jax.data import transforms
 from lumbar_jax.data.phantom import render
-from lumbar_jax.inference import onnx_stage
+from lumbar_jax.inference import jax_stage, onnx_stage
 from lumbar_jax.inference.jax_stage import Stage
 from lumbar_jax.labels import LABEL_NAMES
 from lumbar_jax.model import make_model
@@ -107,6 +107,7 @@ def metadata(stage: Stage) -> dict[str, str]:
         "window_percentiles": json.dumps(list(data.window_percentiles)),
         "crop": str(data.crop),
         "crop_margin_mm": json.dumps(list(data.crop_margin_mm)),
+        "background_scale": str(jax_stage.background_scale_of(stage.config)),
         "label_names": json.dumps(list(LABEL_NAMES)),
         "config_sha256": config_hash(stage.config),
         "config_json": json.dumps(config_lib.to_dict(stage.config), sort_keys=True),

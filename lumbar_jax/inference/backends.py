@@ -31,6 +31,16 @@ class LoadedCascade:
     def description(self) -> dict[str, str]:
         return {"backend": self.backend, **self.runs}
 
+    def with_background_scale(self, scale: float | None) -> LoadedCascade:
+        """This cascade deciding the fine stage's labels with another background scale
+        (``cascade.decide``); ``None``: the one the fine run was trained with."""
+        if scale is None:
+            return self
+        if not 0.0 < scale <= 1.0:
+            raise ValueError(f"background_scale must be in (0, 1], got {scale}.")
+        fine = dataclasses.replace(self.fine, background_scale=scale)
+        return dataclasses.replace(self, fine=fine)
+
 
 def resolve_backend(backend: str, coarse_path: str | Path, fine_path: str | Path) -> str:
     """``auto``: onnxruntime for two ``.onnx`` files, JAX for run folders or checkpoints."""

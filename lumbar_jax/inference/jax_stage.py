@@ -57,7 +57,13 @@ class Stage:
             tuple(data.crop_margin_mm),
             tuple(data.window_percentiles),
             self.probabilities,
+            background_scale_of(self.config),
         )
+
+
+def background_scale_of(config: ml_collections.ConfigDict) -> float:
+    """The run's ``inference.background_scale``; 1 (the argmax) for runs saved without it."""
+    return float(config.get("inference", {}).get("background_scale", 1.0))
 
 
 def probabilities(params: Any, image_bdhwc: jnp.ndarray, *, config) -> jnp.ndarray:

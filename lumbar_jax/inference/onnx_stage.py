@@ -70,6 +70,7 @@ def load_stage(path: str | Path, threads: int = 0) -> tuple[cascade.StageModel, 
         tuple(json.loads(meta["crop_margin_mm"])),
         tuple(json.loads(meta["window_percentiles"])),
         probabilities,
+        float(meta.get("background_scale", 1.0)),  # exports before it: the argmax
     )
     return model, meta
 

@@ -83,6 +83,7 @@ def predict_series(
         "cascade": {
             **(runs or {}),
             "flip_tta": flip_lr,
+            "background_scale": fine.background_scale,
             "fine_box_canonical_mm": [[round(float(v), 1) for v in c] for c in result.fine_box_mm],
             "seconds": {k: round(v, 3) for k, v in result.seconds.items()},
         },

@@ -125,3 +125,7 @@ def test_a_mix_of_datasets_keeps_each_cases_label_map(phantom_root, tmp_path):
     )
     with pytest.raises(ValueError, match=r"bad\.json: phantom has no cases \['x'\]"):
         datasets.load_dataset_or_mix(bad)
+    # A mix sets label maps per dataset: one given beside it would be ignored, so it is refused.
+    assert len(datasets.load_dataset_or_mix(mix, "auto", "", "**/*_image.nii.gz").cases) == 10
+    with pytest.raises(ValueError, match=r"mix\.json: .*remove label_map='1:2'"):
+        datasets.load_dataset_or_mix(mix, "auto", "1:2")

@@ -71,3 +71,31 @@ def test_constant_image_is_a_clear_error():
     stage = _threshold_stage((8, 32, 16))
     with pytest.raises(ValueError, match=r"scan\.nii\.gz: image is constant"):
         cascade.predict(stage, stage, np.ones((5, 20, 20)), (1, 1, 1), source="scan.nii.gz")
+
+
+def test_decide_scales_the_background_before_the_argmax():
+    # (classes, voxels): background 0.55 against a structure at 0.45 / 0.40 / 0.30.
+    probs = np.array([[0.55, 0.55, 0.55, 0.2], [0.45, 0.40, 0.30, 0.1], [0.0, 0.05, 0.15, 0.7]])
+    probs = probs[:, :, None, None]
+    assert cascade.decide(probs).ravel().tolist() == [0, 0, 0, 2]
+    # s = 0.8: a structure wins above s / (1 + s) = 0.444 against background alone.
+    assert cascade.decide(probs, 0.8).ravel().tolist() == [1, 0, 0, 2]
+    assert cascade.decide(probs, 0.5).ravel().tolist() == [1, 1, 1, 2]
+    assert probs[0, 0, 0, 0] == 0.55  # the input is left alone
+
+
+def test_the_fine_stage_decision_is_applied_on_the_series_grid():
+    image, truth = _volume_with_box()
+    soft = _threshold_stage((8, 48, 32))
+
+    def unsure(image_bdhwc):  # the box at probability 0.45 only
+        probs = soft.probabilities(image_bdhwc)
+        return probs * [1.0, 0.45, 0.0] + probs[..., 1:2] * [0.55, 0.0, 0.0]
+
+    coarse = _threshold_stage((8, 32, 16))
+    for scale, min_share in ((1.0, 0.0), (0.8, 0.5)):
+        fine = cascade.StageModel((8, 48, 32), (2.0, 5.0, 5.0), (0.5, 99.5), unsure, scale)
+        labels = cascade.predict(coarse, fine, image, (4.0, 0.9, 1.1)).labels_dhw
+        # Where the box's edge blends with the background outside, the background wins.
+        assert not np.any((labels == 1) & (truth == 0))
+        assert (np.sum(labels == 1) > min_share * truth.sum()) == (scale < 1.0)
