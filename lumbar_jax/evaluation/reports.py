@@ -122,6 +122,31 @@ def _missed_table(ev: Evaluation, max_missed: int) -> list[str]:
     return lines
 
 
+def _failure_table(ev: Evaluation) -> list[str]:
+    """Per structure: why the cascade's unsatisfactory instances fail, and by how much."""
+    missed = [i for _, i in ev.instances.get("cascade", []) if not i.satisfactory]
+    if not missed:
+        return []
+    lines = [
+        "## Why instances fail (cascade)",
+        "",
+        f"| structure | not satisfactory | recall < {satisfaction.RECALL:.2f} | "
+        f"precision < {satisfaction.PRECISION:.2f} | median recall | median precision |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in STRUCTURES:
+        failed = [i for i in missed if i.structure == name]
+        if failed:
+            recall = np.array([i.recall for i in failed])
+            precision = np.array([i.precision for i in failed])
+            lines.append(
+                f"| {name} | {len(failed)} | {np.sum(recall < satisfaction.RECALL)} | "
+                f"{np.sum(precision < satisfaction.PRECISION)} | {np.median(recall):.2f} | "
+                f"{np.median(precision):.2f} |"
+            )
+    return [*lines, ""]
+
+
 def markdown(ev: Evaluation, title: str, max_missed: int = 100) -> str:
     """A cascade's report: beside the paper, coarse versus cascade, missed instances."""
     s = ev.summary()
@@ -129,7 +154,7 @@ def markdown(ev: Evaluation, title: str, max_missed: int = 100) -> str:
     lines += _paper_table(s)
     lines += ["", "## Coarse stage alone versus the cascade", ""]
     lines += _coarse_table(s)
-    lines += ["", *_missed_table(ev, max_missed)]
+    lines += ["", *_failure_table(ev), *_missed_table(ev, max_missed)]
     lines += [
         "",
         f"Satisfactory: at least {satisfaction.RECALL:.0%} of a reference instance predicted "

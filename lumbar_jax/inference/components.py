@@ -34,6 +34,8 @@ COLUMN_GAP_ALONG_MM = 45.0
 # disc material inside one body, does not).
 SPLIT_MIN_SIDE = 0.25
 SPLIT_MIN_WIDTH = 0.5
+# A piece beside one of its kind this many times larger, at its height, is not a level.
+SIDE_LARGER = 3.0
 
 
 @dataclasses.dataclass
@@ -196,6 +198,24 @@ def _without_crumbs(found: list[Component]) -> list[Component]:
     return [c for c in big if c.volume_mm3 >= MIN_SHARE * typical]
 
 
+def _without_side_pieces(comps: list[Component]) -> list[Component]:
+    """Drops a piece that lies in front of or behind a piece of its kind at least
+    ``SIDE_LARGER`` times its volume, at that piece's height: levels stack along the spine,
+    so of two pieces side by side only the larger is a level (a blob of tissue ahead of a
+    body taken for bone is not a body of its own)."""
+    h_axis, w_axis = np.array([1.0, 0.0]), np.array([0.0, 1.0])
+
+    def beside(piece: Component, other: Component) -> bool:
+        if other.kind != piece.kind or other.volume_mm3 < SIDE_LARGER * piece.volume_mm3:
+            return False
+        h_lo, h_hi = other.extent_along(h_axis)
+        w_lo, w_hi = other.extent_along(w_axis)
+        off_w = abs(piece.centroid_mm[2] - other.centroid_mm[2])
+        return h_lo <= piece.centroid_mm[1] <= h_hi and off_w > 0.5 * (w_hi - w_lo)
+
+    return [c for c in comps if not any(beside(c, other) for other in comps)]
+
+
 def _column(comps: list[Component]) -> list[Component]:
     """The pieces of the spinal column: the group of nearby pieces with the most volume."""
     if len(comps) < 2:
@@ -250,7 +270,7 @@ def find(
         kept[kind] = _without_crumbs(found) if labeled[value] else []
     kept["body"] = _split_at_discs(kept["body"], kept["disc"], maps["body"], spacing)
     comps = kept["body"] + kept["disc"]
-    comps = sorted(_column(comps), key=lambda c: c.centroid_mm[1])
+    comps = sorted(_without_side_pieces(_column(comps)), key=lambda c: c.centroid_mm[1])
     set_axes(comps, spacing)
     return maps, comps
 

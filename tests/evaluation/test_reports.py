@@ -39,3 +39,26 @@ def test_dice_report_and_csv():
         "hd95_mm": "",
         "assd_mm": "",
     }
+
+
+def test_cascade_report_says_why_instances_fail():
+    from lumbar_jax.evaluation.satisfaction import Instance
+
+    def inst(structure, recall, precision):
+        return ("c0", Instance(structure, "component", (0.0, 0.0, 0.0), 100, recall, precision))
+
+    instances = [
+        inst("vertebral_body", 0.95, 0.9),  # satisfactory
+        inst("vertebral_body", 0.80, 0.9),  # short on recall
+        inst("vertebral_body", 0.70, 0.4),  # both
+        inst("intervertebral_disc", 0.95, 0.3),  # leaks
+    ]
+    dice = np.full((1, 5), 0.8)
+    stages = ("coarse", "cascade")
+    ev = Evaluation(
+        ["c0"], stages, {"coarse": dice, "cascade": dice}, {}, {}, {"cascade": instances}, [1.0]
+    )
+    text = reports.markdown(ev, "t")
+    assert "| vertebral_body | 2 | 2 | 1 | 0.75 | 0.65 |" in text
+    assert "| intervertebral_disc | 1 | 0 | 1 | 0.95 | 0.30 |" in text
+    assert "| intervertebral_foramen |" not in text.split("## Why instances fail")[1].split("##")[0]

@@ -145,6 +145,23 @@ def test_crumbs_get_no_name_and_an_empty_map_is_low_confidence():
     assert empty.components == [] and empty.confidence == "low"
 
 
+def test_a_blob_beside_a_body_at_its_height_is_not_a_level():
+    # Tissue ahead of L4 taken for bone: a piece of a sixth of L4's size, 3 mm in front of it.
+    spacing = (4.0, 1.0, 1.0)
+    labels = np.pad(spines.draw(spines.spine(), spacing), ((0, 0), (0, 0), (15, 0)))
+    l4 = next(c for c in levels.name_levels(labels, spacing).components if c.name == "L4")
+    voxels = np.round(l4.points_mm / spacing).astype(int)
+    (d_lo, h_lo, w_lo), (d_hi, h_hi, _) = voxels.min(0), voxels.max(0)
+    assert w_lo >= 11
+    h_mid = (h_lo + h_hi) // 2
+    labels[d_lo : d_hi + 1, h_mid - 8 : h_mid + 8, w_lo - 11 : w_lo - 3] = BODY
+    pieces = components.find(labels, spacing)[1]
+    assert len([c for c in pieces if c.kind == "body"]) == 9  # the blob is no piece
+    named = levels.name_levels(labels, spacing)
+    assert _names(named) == NORMAL
+    assert named.confidence == "high", named.reasons
+
+
 # The real series' own level labels (../shared/data/real/README.md): discs 1 = L5/S1 ..
 # 5 = L1/L2; bodies T11..L5 by instance ids listed superior to inferior per case.
 REAL_DISCS = {1: "L5/S1", 2: "L4/L5", 3: "L3/L4", 4: "L2/L3", 5: "L1/L2"}
