@@ -51,9 +51,11 @@ def decide(probs_cdhw: np.ndarray, background_scale: float = 1.0) -> np.ndarray:
     """
     if background_scale == 1.0:
         return np.argmax(probs_cdhw, axis=0).astype(np.uint8)
-    scaled = probs_cdhw.copy()
-    scaled[0] *= background_scale
-    return np.argmax(scaled, axis=0).astype(np.uint8)
+    # Without a scaled copy of all classes (a series' probabilities can be hundreds of MB);
+    # background wins ties, as in the argmax.
+    structure = np.argmax(probs_cdhw[1:], axis=0).astype(np.uint8) + 1
+    background = background_scale * probs_cdhw[0] >= np.max(probs_cdhw[1:], axis=0)
+    return np.where(background, np.uint8(0), structure)
 
 
 @dataclasses.dataclass
