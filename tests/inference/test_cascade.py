@@ -99,3 +99,17 @@ def test_the_fine_stage_decision_is_applied_on_the_series_grid():
         # Where the box's edge blends with the background outside, the background wins.
         assert not np.any((labels == 1) & (truth == 0))
         assert (np.sum(labels == 1) > min_share * truth.sum()) == (scale < 1.0)
+
+
+def test_a_loaded_cascade_takes_another_background_scale():
+    from lumbar_jax.inference import backends
+
+    stage = _threshold_stage((8, 32, 16))
+    loaded = backends.LoadedCascade(stage, stage, "jax", {})
+    assert loaded.with_background_scale(None) is loaded  # the fine run's own
+    other = loaded.with_background_scale(0.7)
+    assert other.fine.background_scale == 0.7 and other.coarse.background_scale == 1.0
+    assert loaded.fine.background_scale == 1.0  # the original is left alone
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="background_scale must be in"):
+            loaded.with_background_scale(bad)
