@@ -1,7 +1,7 @@
 """Evaluates a cascade on a dataset split, in the paper's terms and a few more.
 
   python -m lumbar_jax evaluate --coarse=RUN --fine=RUN --data=DATASET [--split=test]
-      --output=DIR [--layout=auto] [--label_map=...] [--flip_tta]
+      --output=DIR [--layout=auto] [--label_map=...] [--flip_tta] [--background_scale=S]
 
 Every case is predicted from its image file as ``predict`` would (whole series -> coarse ->
 crop -> fine -> back on the series' grid) and compared with its reference on the series' own

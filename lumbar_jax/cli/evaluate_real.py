@@ -2,6 +2,7 @@
 
   python -m lumbar_jax evaluate_real --coarse=RUN --fine=RUN --output=DIR
       [--root=../shared/data/real] [--only=case20,case10,case12] [--flip_tta]
+      [--background_scale=S]
 
 Each partially labelled set there is evaluated whole (split "all") with its label map:
 ``lumbar_discs_t2`` (discs 1-5 -> disc) and ``lumbar_vertebral_bodies_t2`` (bodies 1-7 ->
