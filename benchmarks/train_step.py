@@ -65,7 +65,7 @@ class JaxStep:
     def _cost(self) -> dict[str, float]:
         """XLA's cost analysis of the step; of the same step with XLA's convolution when the
         step calls oneDNN, whose FFI calls XLA does not count (the same arithmetic)."""
-        if resolve_conv_impl(self.config.model.conv_impl) != "onednn":
+        if resolve_conv_impl(self.config.model.conv_impl, self.config.model.dtype) != "onednn":
             return common.cost_analysis(self.compiled)
         counted = copy.deepcopy(self.config)
         counted.model.conv_impl = "xla"
@@ -87,7 +87,7 @@ class JaxStep:
             "dtype": dtype,
             "input_shape": list(config.data.input_shape),
             "base_filters": config.model.base_filters,
-            "conv_impl": f"{conv} -> {resolve_conv_impl(conv)}",
+            "conv_impl": f"{conv} -> {resolve_conv_impl(conv, dtype)}",
             "layer_impl": f"{layer} -> {resolve_layer_impl(layer)}",
             "compile_s": self.compile_s,
             "step_s_median": step_s,

@@ -33,12 +33,15 @@ CONV_IMPLS = ("auto", "xla", "stack2d", "onednn")
 LAYER_IMPLS = ("auto", "flax", "custom")
 
 
-def resolve_conv_impl(impl: str) -> str:
+def resolve_conv_impl(impl: str, dtype: jnp.dtype = jnp.float32) -> str:
     """Maps ``auto`` to the fastest implementation measured on the default backend.
 
-    On CPU that is ``onednn`` when its extension loads, else ``stack2d`` (with a warning, once
-    per process); cuDNN/TPU 3D convolutions are fast, so ``xla`` elsewhere. An explicit
-    ``onednn`` where it cannot run (another backend, extension missing) falls back the same way.
+    On CPU that is ``onednn`` for float32 when its extension loads, else ``stack2d`` (with a
+    warning, once per process); cuDNN/TPU 3D convolutions are fast, so ``xla`` elsewhere. An
+    explicit ``onednn`` where it cannot run (another backend, extension missing) falls back the
+    same way. bfloat16 takes ``stack2d`` on CPU: the oneDNN extension's bfloat16 train steps
+    gave non-finite gradients now and then (tests/model/test_conv.py), and this CPU computes
+    bfloat16 convolutions in float32 anyway.
     """
     if impl not in CONV_IMPLS:
         raise ValueError(f"Unknown conv_impl {impl!r}; choose one of {CONV_IMPLS}.")
@@ -46,6 +49,10 @@ def resolve_conv_impl(impl: str) -> str:
         return impl
     if jax.default_backend() != "cpu":
         return "xla"
+    if jnp.dtype(dtype) == jnp.bfloat16:
+        if impl == "onednn":
+            onednn.warn_bfloat16()
+        return "stack2d"
     if onednn.available():
         return "onednn"
     onednn.warn_unavailable()
@@ -115,7 +122,7 @@ class Conv3D(nn.Module):
         )
         kernel = kernel.astype(self.dtype)
         parts = [x.astype(self.dtype) for x in parts_bdhwc]
-        impl = resolve_conv_impl(self.impl)
+        impl = resolve_conv_impl(self.impl, self.dtype)
         # oneDNN runs one wide convolution faster than the sum of two (measured at the decoders).
         if impl in ("xla", "onednn") or len(parts) == 1:
             x = parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=-1)

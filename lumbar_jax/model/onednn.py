@@ -198,3 +198,14 @@ def warn_unavailable() -> None:
             RuntimeWarning,
             stacklevel=3,
         )
+
+
+@functools.cache
+def warn_bfloat16() -> None:
+    """Warns once per process that an explicit ``conv_impl=onednn`` in bfloat16 is not used."""
+    warnings.warn(
+        "conv_impl=onednn in bfloat16 gave non-finite gradients now and then; "
+        "using conv_impl=stack2d for bfloat16.",
+        RuntimeWarning,
+        stacklevel=3,
+    )
