@@ -64,6 +64,12 @@ def data_config(input_shape: tuple[int, int, int]) -> ml_collections.ConfigDict:
     # plus a margin, as if the coarse model had found them (fine).
     d.crop = "image"
     d.crop_margin_mm = (4.0, 15.0, 10.0)
+    # Not in the paper: a structure crop cut into this many tiles along the spine (superior
+    # to inferior), neighbours sharing crop_tile_overlap of a tile, so each tile is resampled
+    # to the input shape at a finer voxel. Training draws one tile at a random height; the
+    # cascade predicts every tile and blends them (nnU-Net's sliding window, along one axis).
+    d.crop_tiles = 1
+    d.crop_tile_overlap = 0.25
     # "coarse": the box around stored coarse predictions, one <case_id>.nii.gz per case in
     # this folder (python -m lumbar_jax.predict --coarse_only --data=... writes them).
     d.coarse_predictions = ""

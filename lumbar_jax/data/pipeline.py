@@ -36,6 +36,20 @@ def coarse_dir(data: ml_collections.ConfigDict) -> str | None:
 SYNTHESIS = ("image", "tissues")
 
 
+def crop_tiles(data: ml_collections.ConfigDict) -> tuple[int, float]:
+    """(count, overlap) of the tiles a structure crop is cut into; (1, 0) for runs before."""
+    count = int(data.get("crop_tiles", 1))
+    overlap = float(data.get("crop_tile_overlap", 0.0))
+    if count < 1 or not 0.0 <= overlap < 1.0:
+        raise ValueError(
+            f"config.data.crop_tiles is {count} and crop_tile_overlap {overlap}; the count "
+            "must be >= 1 and the overlap in [0, 1)."
+        )
+    if count > 1 and data.crop == "image":
+        raise ValueError("config.data.crop_tiles > 1 needs a structure crop ('label'/'coarse').")
+    return count, overlap
+
+
 def synthesis(data: ml_collections.ConfigDict) -> str:
     """``data.synthesis``: train on the images ("image") or on images drawn from tissues."""
     kind = data.get("synthesis", "image")
@@ -71,12 +85,19 @@ class MakeSample(grain.transforms.RandomMap):
         self.out_shape = tuple(data.input_shape)
         self.crop = data.crop
         self.margin = tuple(data.crop_margin_mm)
+        self.tiles = crop_tiles(data)
         self.aug = aug
         # Training samples carry their tissue map for the device to draw an image from.
         self.tissues = aug is not None and synthesis(data) == "tissues"
 
-    def box(self, case: PreparedCase, rng: np.random.Generator | None = None) -> transforms.Box:
-        """The crop: the whole series, or the structures' box plus a (jittered) margin."""
+    def box(
+        self, case: PreparedCase, rng: np.random.Generator | None = None, tile: int = 0
+    ) -> transforms.Box:
+        """The crop: the whole series, or the structures' box plus a (jittered) margin.
+
+        With ``data.crop_tiles`` above one, a tile of that box: at a random height in
+        training, else tile number ``tile`` of ``transforms.tile_boxes``.
+        """
         if self.crop == "image":
             return transforms.image_box(case.image_dhw.shape, case.spacing_dhw)
         if self.crop not in ("label", "coarse"):
@@ -95,10 +116,16 @@ class MakeSample(grain.transforms.RandomMap):
             reference = case.coarse_dhw
         else:
             reference = case.label_dhw
-        return transforms.label_box(reference, case.spacing_dhw, margin, self.out_shape)
+        box = transforms.label_box(reference, case.spacing_dhw, margin)
+        count, overlap = self.tiles
+        if rng is not None and self.aug is not None:
+            return transforms.random_tile(box, count, overlap, self.out_shape, rng)
+        return transforms.tile_boxes(box, count, overlap, self.out_shape)[tile]
 
-    def random_map(self, case: PreparedCase, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        box = self.box(case, rng)
+    def random_map(
+        self, case: PreparedCase, rng: np.random.Generator, tile: int = 0
+    ) -> dict[str, np.ndarray]:
+        box = self.box(case, rng, tile)
         geometry = draw_geometry(self.aug, rng) if self.aug is not None else {}
         affine = transforms.sampling_affine(box, self.out_shape, case.spacing_dhw, **geometry)
         image = transforms.resample(case.image_dhw, affine, self.out_shape, is_label=False)
@@ -260,9 +287,16 @@ def steps_per_epoch(config: ml_collections.ConfigDict, dataset: Dataset) -> int:
 def eval_samples(
     config: ml_collections.ConfigDict, dataset: Dataset, split: str
 ) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
-    """(case id, un-augmented sample) for every case of a split, in order."""
+    """(case id, un-augmented sample) for every case of a split, in order.
+
+    With ``data.crop_tiles`` above one, every tile of every case, as ``<case id>:tile<k>``.
+    """
     cases = dataset.split(split)
     source = case_source(config.data, dataset, cases)
     make = MakeSample(config.data, None)
+    count, _ = crop_tiles(config.data)
     for i, case in enumerate(cases):
-        yield case.case_id, make.random_map(source[i], np.random.default_rng(0))
+        prepared_case = source[i]
+        for tile in range(count):
+            name = case.case_id if count == 1 else f"{case.case_id}:tile{tile}"
+            yield name, make.random_map(prepared_case, np.random.default_rng(0), tile)

@@ -70,15 +70,87 @@ def label_box(
     lo = np.array([w.min() for w in where]) * spacing - 0.5 * spacing - margin_low
     hi = np.array([w.max() for w in where]) * spacing + 0.5 * spacing + margin_high
     if out_shape_dhw is not None:
-        size = hi - lo
-        target = out_shape_dhw[1] / out_shape_dhw[2]  # h / w
-        centre = (lo + hi) / 2
-        if size[1] / size[2] > target:
-            size[2] = size[1] / target
-        else:
-            size[1] = size[2] * target
-        lo[1:], hi[1:] = centre[1:] - size[1:] / 2, centre[1:] + size[1:] / 2
+        return widen_to_aspect((lo, hi), out_shape_dhw)
     return lo, hi
+
+
+def widen_to_aspect(box: Box, out_shape_dhw: Sequence[int]) -> Box:
+    """``box`` widened in-plane (h or w) to the output's h : w, about its centre.
+
+    Resampled to ``out_shape_dhw``, the widened box has square in-plane voxels.
+    """
+    lo, hi = (np.array(b, float) for b in box)
+    size = hi - lo
+    target = out_shape_dhw[1] / out_shape_dhw[2]  # h / w
+    centre = (lo + hi) / 2
+    if size[1] / size[2] > target:
+        size[2] = size[1] / target
+    else:
+        size[1] = size[2] * target
+    lo[1:], hi[1:] = centre[1:] - size[1:] / 2, centre[1:] + size[1:] / 2
+    return lo, hi
+
+
+def tile_height(box: Box, count: int, overlap: float) -> float:
+    """Height (mm) of each of ``count`` tiles that cover ``box``'s height, neighbours
+    sharing ``overlap`` of a tile."""
+    height = float(np.asarray(box[1], float)[1] - np.asarray(box[0], float)[1])
+    return height / (count - (count - 1) * overlap)
+
+
+def _tile_at(box: Box, top_mm: float, height_mm: float, out_shape_dhw: Sequence[int]) -> Box:
+    lo, hi = (np.array(b, float) for b in box)
+    lo[1], hi[1] = top_mm, top_mm + height_mm
+    return widen_to_aspect((lo, hi), out_shape_dhw)
+
+
+def tile_boxes(box: Box, count: int, overlap: float, out_shape_dhw: Sequence[int]) -> list[Box]:
+    """``count`` boxes along the superior-inferior axis (h) that cover ``box`` together.
+
+    Neighbours share ``overlap`` (a fraction) of a tile's height; each tile keeps the box's
+    slices and anterior-posterior extent and is then widened to the output's aspect ratio
+    (``widen_to_aspect``). One tile is the box itself, widened.
+
+    Raises:
+      ValueError: for fewer than one tile or an overlap outside [0, 1).
+    """
+    if count < 1 or not 0.0 <= overlap < 1.0:
+        raise ValueError(f"Tiles: count {count} must be >= 1 and overlap {overlap} in [0, 1).")
+    height = tile_height(box, count, overlap)
+    top = float(np.asarray(box[0], float)[1])
+    return [
+        _tile_at(box, top + k * height * (1.0 - overlap), height, out_shape_dhw)
+        for k in range(count)
+    ]
+
+
+def random_tile(
+    box: Box,
+    count: int,
+    overlap: float,
+    out_shape_dhw: Sequence[int],
+    rng: np.random.Generator,
+) -> Box:
+    """One of ``tile_boxes``' tiles, chosen at random; an inner tile moved by up to half the
+    distance between neighbouring tiles.
+
+    The end tiles stay flush with the box's ends, as the cascade's always are: there the
+    crop's edge tells the network where the labelled spine stops (a tile drawn anywhere
+    teaches it to label the unlabelled vertebra above the crop's top). The moved inner tiles
+    show every stretch between at several places in the network's input.
+    """
+    first = tile_boxes(box, count, overlap, out_shape_dhw)[0]  # checks count and overlap
+    if count == 1:
+        return first
+    height = tile_height(box, count, overlap)
+    stride = height * (1.0 - overlap)
+    lo_h = float(np.asarray(box[0], float)[1])
+    hi_h = float(np.asarray(box[1], float)[1])
+    k = int(rng.integers(count))
+    top = lo_h + k * stride
+    if 0 < k < count - 1:
+        top += rng.uniform(-0.5, 0.5) * stride
+    return _tile_at(box, float(np.clip(top, lo_h, hi_h - height)), height, out_shape_dhw)
 
 
 def rotation_dhw(

@@ -32,6 +32,9 @@ class StageModel:
       probabilities: the network, as a probability map of a batch of windowed images.
       background_scale: the background's probability is multiplied by this before the
         argmax (``decide``); 1 is the plain argmax.
+      crop_tiles: the fine crop is cut into this many tiles along the spine, each predicted
+        on its own and blended (``transforms.tile_boxes``).
+      crop_tile_overlap: the share of a tile its neighbours overlap.
     """
 
     input_shape_dhw: tuple[int, int, int]
@@ -39,6 +42,8 @@ class StageModel:
     window_percentiles: tuple[float, float]
     probabilities: ProbabilityFn
     background_scale: float = 1.0
+    crop_tiles: int = 1
+    crop_tile_overlap: float = 0.0
 
 
 def decide(probs_cdhw: np.ndarray, background_scale: float = 1.0) -> np.ndarray:
@@ -65,7 +70,7 @@ class CascadeResult:
     Attributes:
       labels_dhw: the cascade's label map (uint8) on the series' canonical grid.
       coarse_labels_dhw: the coarse stage's label map on the same grid.
-      fine_box_mm: (low, high) corners of the fine stage's crop, canonical mm.
+      fine_box_mm: (low, high) corners of the fine stage's crop (all its tiles), canonical mm.
       seconds: wall time per part ("coarse", "fine", "total").
     """
 
@@ -79,47 +84,103 @@ def _stage_probabilities(
     stage: StageModel,
     image_dhw: np.ndarray,
     spacing_dhw: Sequence[float],
-    box: transforms.Box,
+    boxes: Sequence[transforms.Box],
     flip_lr: bool,
+    ramp: float = 0.0,
 ) -> np.ndarray:
     """A stage's probabilities (classes, d, h, w) on the canonical grid of ``image_dhw``.
 
-    Voxels outside the box are background with probability one.
+    Each box is one network input; where boxes overlap, their probabilities are blended with
+    weights that ramp up over ``ramp`` of a box's height from its superior and inferior
+    edges, so a tile's edge, where it sees least context, counts least. Voxels outside every
+    box are background with probability one.
     """
     shape = stage.input_shape_dhw
-    matrix, offset = transforms.sampling_affine(box, shape, spacing_dhw)
-    net_in = transforms.resample(image_dhw, (matrix, offset), shape, is_label=False)
-    batch = net_in[None, ..., None].astype(np.float32)
+    affines = [transforms.sampling_affine(box, shape, spacing_dhw) for box in boxes]
+    batch = np.stack(
+        [transforms.resample(image_dhw, affine, shape, is_label=False) for affine in affines]
+    )[..., None].astype(np.float32)
     if flip_lr:
         # Slices run right to left: flipping them mirrors the patient, whose labels do not
         # change under left-right mirroring.
         probs = stage.probabilities(np.concatenate([batch, batch[:, ::-1]]))
-        probs_dhwc = 0.5 * (probs[0] + probs[1, ::-1])
+        probs_bdhwc = 0.5 * (probs[: len(boxes)] + probs[len(boxes) :, ::-1])
     else:
-        probs_dhwc = stage.probabilities(batch)[0]
+        probs_bdhwc = stage.probabilities(batch)
 
-    # Back to the canonical grid, only over the voxels the box covers.
+    num_classes = probs_bdhwc.shape[-1]
+    total = np.zeros((num_classes, *image_dhw.shape), np.float32)
+    weight = np.zeros(image_dhw.shape, np.float32)
+    for box, affine, probs_dhwc in zip(boxes, affines, probs_bdhwc, strict=True):
+        region, region_probs = _on_grid(probs_dhwc, affine, box, spacing_dhw, image_dhw.shape)
+        w = _edge_weight(box, region, spacing_dhw, ramp)
+        total[(slice(None), *region)] += w * region_probs
+        weight[region] += w[0]
+    covered = weight > 0
+    total /= np.where(covered, weight, 1.0)
+    total[0][~covered] = 1.0
+    return total
+
+
+def _on_grid(
+    probs_dhwc: np.ndarray,
+    affine: tuple[np.ndarray, np.ndarray],
+    box: transforms.Box,
+    spacing_dhw: Sequence[float],
+    shape_dhw: Sequence[int],
+) -> tuple[tuple[slice, ...], np.ndarray]:
+    """(region, probabilities (classes, *region)): one network output back on the canonical
+    grid, over the voxels its box covers."""
+    matrix, offset = affine
     spacing = np.asarray(spacing_dhw, float)
     lo = np.clip(np.floor(np.asarray(box[0]) / spacing).astype(int), 0, None)
-    hi = np.minimum(np.ceil(np.asarray(box[1]) / spacing).astype(int) + 1, image_dhw.shape)
+    hi = np.minimum(np.ceil(np.asarray(box[1]) / spacing).astype(int) + 1, shape_dhw)
     inverse = np.linalg.inv(matrix)
     sub_offset = inverse @ (lo - offset)  # canonical index lo + i -> network index
-    num_classes = probs_dhwc.shape[-1]
-    out = np.zeros((num_classes, *image_dhw.shape), np.float32)
-    out[0] = 1.0
     region = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-    for c in range(num_classes):
-        out[(c, *region)] = ndimage.affine_transform(
-            probs_dhwc[..., c],
-            inverse,
-            offset=sub_offset,
-            output_shape=tuple(hi - lo),
-            order=1,
-            mode="constant",
-            cval=1.0 if c == 0 else 0.0,
-            prefilter=False,
-        )
-    return out
+    out = np.stack(
+        [
+            ndimage.affine_transform(
+                probs_dhwc[..., c],
+                inverse,
+                offset=sub_offset,
+                output_shape=tuple(hi - lo),
+                order=1,
+                mode="constant",
+                cval=1.0 if c == 0 else 0.0,
+                prefilter=False,
+            )
+            for c in range(probs_dhwc.shape[-1])
+        ]
+    )
+    return region, out
+
+
+def _edge_weight(
+    box: transforms.Box,
+    region: tuple[slice, ...],
+    spacing_dhw: Sequence[float],
+    ramp: float,
+) -> np.ndarray:
+    """(1, 1, h, 1) blending weight over ``region``: 1 inside, ramping down to near 0 at the
+    box's superior and inferior edges over ``ramp`` of its height (all 1 when ``ramp`` is 0)."""
+    h = region[1]
+    ramp_mm = ramp * float(box[1][1] - box[0][1])
+    if ramp_mm <= 0:
+        return np.ones((1, 1, h.stop - h.start, 1), np.float32)
+    h_mm = np.arange(h.start, h.stop) * float(spacing_dhw[1])
+    to_edge = np.minimum(h_mm - float(box[0][1]), float(box[1][1]) - h_mm)
+    # Never zero: a voxel that only one tile's edge covers keeps that tile's prediction.
+    ramp = np.clip(to_edge / ramp_mm, 1e-3, 1.0).astype(np.float32)
+    return ramp[None, None, :, None]
+
+
+def fine_boxes(
+    fine: StageModel, coarse_labels_dhw: np.ndarray, spacing_dhw: Sequence[float]
+) -> list[transforms.Box]:
+    """The fine stage's inputs: the box around the coarse result plus the margin, in tiles."""
+    box = transforms.label_box(coarse_labels_dhw, spacing_dhw, fine.crop_margin_mm)
+    return transforms.tile_boxes(box, fine.crop_tiles, fine.crop_tile_overlap, fine.input_shape_dhw)
 
 
 def coarse_labels(
@@ -133,7 +194,7 @@ def coarse_labels(
     """The coarse stage alone: its label map (uint8) on the series' canonical grid."""
     windowed = transforms.auto_window(image_dhw, coarse.window_percentiles, source)
     box = transforms.image_box(image_dhw.shape, spacing_dhw)
-    probs = _stage_probabilities(coarse, windowed, spacing_dhw, box, flip_lr)
+    probs = _stage_probabilities(coarse, windowed, spacing_dhw, [box], flip_lr)
     return np.argmax(probs, axis=0).astype(np.uint8)
 
 
@@ -166,13 +227,17 @@ def predict(
     )
     after_coarse = time.perf_counter()
 
-    fine_box = transforms.label_box(
-        coarse_labels_dhw, spacing_dhw, fine.crop_margin_mm, fine.input_shape_dhw
-    )
+    boxes = fine_boxes(fine, coarse_labels_dhw, spacing_dhw)
     windowed = transforms.auto_window(image_dhw, fine.window_percentiles, source)
-    fine_probs = _stage_probabilities(fine, windowed, spacing_dhw, fine_box, flip_lr)
+    # Over the whole overlap: the blend moves from one tile to the next across it.
+    ramp = fine.crop_tile_overlap if fine.crop_tiles > 1 else 0.0
+    fine_probs = _stage_probabilities(fine, windowed, spacing_dhw, boxes, flip_lr, ramp)
     labels = decide(fine_probs, fine.background_scale)
     end = time.perf_counter()
+    fine_box = (
+        np.min([box[0] for box in boxes], axis=0),
+        np.max([box[1] for box in boxes], axis=0),
+    )
     return CascadeResult(
         labels,
         coarse_labels_dhw,

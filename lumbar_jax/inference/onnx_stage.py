@@ -71,6 +71,8 @@ def load_stage(path: str | Path, threads: int = 0) -> tuple[cascade.StageModel, 
         tuple(json.loads(meta["window_percentiles"])),
         probabilities,
         float(meta.get("background_scale", 1.0)),  # exports before it: the argmax
+        int(meta.get("crop_tiles", 1)),  # exports before tiles: one crop
+        float(meta.get("crop_tile_overlap", 0.0)),
     )
     return model, meta
 

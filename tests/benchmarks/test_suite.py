@@ -143,10 +143,13 @@ def test_layer_list_follows_the_unet():
     names = [layer["name"] for layer in layers.conv_layers(config)]
     assert len(names) == 2 * (2 * len(config.model.pool_factors) + 1)
     first, dec0 = layers.conv_layers(config)[0], layers.conv_layers(config)[-2]
-    assert (first["cin"], first["cout"], first["dhw"]) == (1, 8, (16, 128, 48))
+    shape = tuple(config.data.input_shape)
+    assert (first["cin"], first["cout"], first["dhw"]) == (1, 8, shape)
     assert (dec0["name"], dec0["cin"], dec0["cout"]) == ("dec0.block0", 16, 8)
     bottleneck = next(x for x in layers.conv_layers(config) if x["name"] == "bottleneck.block0")
-    assert bottleneck["dhw"] == (2, 8, 3) and bottleneck["cout"] == 128
+    # Pooled by (1, 2, 2) then three times by 2 in every axis.
+    assert bottleneck["dhw"] == (shape[0] // 8, shape[1] // 16, shape[2] // 16)
+    assert bottleneck["cout"] == 128
 
 
 def test_layer_timing_and_table():
@@ -263,3 +266,24 @@ def test_model_part_names():
     assert kind("up1 forward") == "up-conv forward"
     assert kind("enc0/block1 backward") == "relu backward"
     assert kind("optimizer") == "optimizer"
+
+
+def test_crop_content_counts_what_the_samples_hold(phantom_root):
+    from benchmarks import crop_content
+    from lumbar_jax.data import datasets
+    from tests.conftest import tiny_config
+
+    dataset = datasets.load_dataset(phantom_root)
+    whole = crop_content.crop_content(tiny_config(phantom_root), dataset, 12)
+    # A crop around the labelled spine holds its bodies, discs and canal every time.
+    for name in ("vertebral_body", "intervertebral_disc", "spinal_canal"):
+        assert whole[name]["present"] == 1.0
+    assert 0.0 < sum(row["voxels"] for row in whole.values()) < 1.0
+    assert whole["vertebral_body"]["voxels"] > whole["cord_cauda_equina"]["voxels"]
+    # The coarse stage's whole series: the structures take a smaller share of it.
+    series = crop_content.crop_content(tiny_config(phantom_root, "coarse"), dataset, 12)
+    assert series["vertebral_body"]["voxels"] < whole["vertebral_body"]["voxels"]
+    again = crop_content.crop_content(tiny_config(phantom_root), dataset, 12)
+    assert again == whole  # the draws follow the seed
+    table = crop_content.markdown(whole, "fine:tiny", 12)
+    assert "| vertebral_body | 100.0 % |" in table

@@ -367,3 +367,67 @@ def test_unknown_synthesis_is_refused(phantom_root):
     config = tiny_config(phantom_root, **{"data.synthesis": "gan"})
     with pytest.raises(ValueError, match=r"config\.data\.synthesis is 'gan'"):
         pipeline.synthesis(config.data)
+
+
+def test_tiles_cover_the_box_with_the_promised_overlap():
+    box = (np.array([0.0, 10.0, 0.0]), np.array([40.0, 310.0, 100.0]))
+    tiles = transforms.tile_boxes(box, 3, 0.25, (16, 96, 64))
+    assert len(tiles) == 3
+    # Height 300 mm in 3 tiles sharing a quarter: 3 t - 2 t / 4 = 300, t = 120 mm.
+    assert transforms.tile_height(box, 3, 0.25) == pytest.approx(120.0)
+    centres = [(lo[1] + hi[1]) / 2 for lo, hi in tiles]
+    np.testing.assert_allclose(centres, [70.0, 160.0, 250.0])
+    for lo, hi in tiles:
+        size = hi - lo
+        assert size[1] / size[2] == pytest.approx(96 / 64)  # square in-plane voxels
+        assert (lo[0], hi[0]) == (0.0, 40.0)  # every slice
+        assert lo[2] <= 0.0 and hi[2] >= 100.0  # the whole anterior-posterior extent
+    assert tiles[0][0][1] <= 10.0 and tiles[-1][1][1] >= 310.0
+    # One tile is the box widened, as label_box(..., out_shape) gives it.
+    (one,) = transforms.tile_boxes(box, 1, 0.25, (16, 96, 64))
+    widened = transforms.widen_to_aspect(box, (16, 96, 64))
+    np.testing.assert_allclose(one, widened)
+    with pytest.raises(ValueError, match="overlap"):
+        transforms.tile_boxes(box, 2, 1.0, (16, 96, 64))
+
+
+def test_random_tiles_stay_inside_the_box_and_keep_their_height():
+    box = (np.array([0.0, 10.0, 0.0]), np.array([40.0, 310.0, 100.0]))
+    rng = np.random.default_rng(0)
+    tiles = [transforms.random_tile(box, 3, 0.25, (16, 96, 128), rng) for _ in range(200)]
+    tops = np.array([lo[1] for lo, _ in tiles])
+    heights = np.array([hi[1] - lo[1] for lo, hi in tiles])
+    # A 120 x 100 mm tile is taller than the input's 96 : 128, so it widens anteriorly and
+    # posteriorly, and its height stays the tile's.
+    np.testing.assert_allclose(heights, 120.0)
+    assert tops.min() >= 10.0 and tops.max() + 120.0 <= 310.0
+    # Tiles at 10, 100 and 190 mm: the end tiles flush with the box's ends (a third of the
+    # draws each), the middle one moved by up to +-45 mm, covering the places between.
+    assert 0.25 < np.mean(tops == 10.0) < 0.42 and 0.25 < np.mean(tops == 190.0) < 0.42
+    inner = tops[(tops > 10.0) & (tops < 190.0)]
+    assert inner.min() >= 55.0 and inner.max() <= 145.0
+    assert np.histogram(inner, bins=6, range=(55.0, 145.0))[0].min() > 0
+
+
+def test_tiled_crops_sample_each_tile_at_a_finer_voxel(phantom_root):
+    config = tiny_config(phantom_root, **{"data.crop_tiles": "2"})
+    whole = tiny_config(phantom_root)
+    dataset = datasets.load_dataset(phantom_root)
+    samples = list(pipeline.eval_samples(config, dataset, "validation"))
+    case_ids = [c.case_id for c in dataset.split("validation")]
+    assert [name for name, _ in samples] == [f"{c}:tile{k}" for c in case_ids for k in range(2)]
+    case = pipeline.case_source(config.data, dataset, dataset.split("validation"))[0]
+    tiled = pipeline.MakeSample(config.data, None)
+    plain = pipeline.MakeSample(whole.data, None)
+    top, bottom = tiled.box(case, tile=0), tiled.box(case, tile=1)
+    lo, hi = plain.box(case)
+    # Two tiles of a crop taller than the input's aspect: each shorter than the whole.
+    assert top[1][1] - top[0][1] < hi[1] - lo[1]
+    assert top[0][1] < bottom[0][1] < top[1][1] < bottom[1][1]  # they overlap, in order
+    # Training draws a tile at random, with the same size as the evaluated ones.
+    train = pipeline.MakeSample(config.data, config.aug)
+    drawn = train.box(case, np.random.default_rng(3))
+    assert drawn[1][1] - drawn[0][1] == pytest.approx(top[1][1] - top[0][1], rel=0.15)
+    bad = tiny_config(phantom_root, **{"data.crop_tiles": "2", "data.crop": "image"})
+    with pytest.raises(ValueError, match="crop_tiles > 1 needs a structure crop"):
+        pipeline.MakeSample(bad.data, None)

@@ -149,3 +149,17 @@ def test_export_command_and_jax_free_prediction(tiny_runs, phantom_root, tmp_pat
     report = json.loads((tmp_path / "out" / "phantom_003_0000.json").read_text())
     assert report["cascade"]["backend"] == "onnx"
     assert (tmp_path / "out" / "phantom_003_0000_labels.nii.gz").is_file()
+
+
+def test_the_fine_crops_tiles_travel_with_the_model(exported, stages):
+    folder, _ = exported
+    loaded, meta = onnx_stage.load_stage(folder / "fine.onnx")
+    assert meta["crop_tiles"] == "1" and loaded.crop_tiles == 1  # the tiny runs: one crop
+    fine = stages[1]
+    config = config_lib.to_dict(fine.config)
+    config["data"]["crop_tiles"] = 3
+    tiled = dataclasses.replace(fine, config=config_lib.from_dict(config))
+    meta = export.metadata(tiled)
+    assert (meta["crop_tiles"], meta["crop_tile_overlap"]) == ("3", "0.25")
+    model = tiled.cascade_model()
+    assert (model.crop_tiles, model.crop_tile_overlap) == (3, 0.25)

@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -113,3 +115,47 @@ def test_a_loaded_cascade_takes_another_background_scale():
     for bad in (0.0, 1.5):
         with pytest.raises(ValueError, match="background_scale must be in"):
             loaded.with_background_scale(bad)
+
+
+def test_a_tiled_fine_stage_covers_the_crop_and_maps_back():
+    image, truth = _volume_with_box()
+    fine = dataclasses.replace(_threshold_stage((8, 24, 32)), crop_tiles=3, crop_tile_overlap=0.3)
+    calls = []
+
+    def counted(image_bdhwc):
+        calls.append(image_bdhwc.shape[0])
+        return _threshold_stage((8, 24, 32)).probabilities(image_bdhwc)
+
+    fine = dataclasses.replace(fine, probabilities=counted)
+    result = cascade.predict(_threshold_stage((8, 32, 16)), fine, image, (4.0, 0.9, 1.1))
+    assert calls == [3]  # the three tiles in one batch
+    assert _dice(result.labels_dhw == 1, truth == 1) > 0.95
+    lo, hi = result.fine_box_mm
+    where = np.argwhere(truth) * np.asarray((4.0, 0.9, 1.1))
+    assert np.all(lo <= where.min(0)) and np.all(hi >= where.max(0))
+
+
+def test_tiles_blend_toward_the_tile_whose_middle_is_nearer():
+    # Tile k says "class k + 1" everywhere: across an overlap the label changes from one
+    # tile's class to the next's, near the overlap's middle, not at a tile's edge.
+    shape = (4, 100, 20)
+    spacing = (1.0, 1.0, 1.0)
+
+    def tile_class(image_bdhwc):
+        probs = np.zeros((*image_bdhwc.shape[:-1], 3), np.float32)
+        for k in range(image_bdhwc.shape[0]):
+            probs[k, ..., k + 1] = 1.0
+        return probs
+
+    stage = cascade.StageModel((4, 20, 20), (0.0, 0.0, 0.0), (0.5, 99.5), tile_class)
+    box = (np.array([-0.5, -0.5, -0.5]), np.array([3.5, 99.5, 19.5]))
+    tiles = cascade.transforms.tile_boxes(box, 2, 0.4, (4, 20, 20))
+    probs = cascade._stage_probabilities(stage, np.zeros(shape), spacing, tiles, False, 0.4)
+    np.testing.assert_allclose(probs.sum(axis=0), 1.0, atol=1e-5)
+    # Within half a network voxel (3.1 mm) of the crop's ends the network's outermost voxel
+    # centres are blended with background, as for any crop; away from them:
+    labels = np.argmax(probs, axis=0)[2, 5:95, 10]
+    # Tiles of 62.5 mm: the first ends at 62, the second starts at 37; overlap middle ~50.
+    switch = int(np.flatnonzero(labels == 2)[0])
+    assert np.all(labels[:switch] == 1) and np.all(labels[switch:] == 2)
+    assert 45 <= 5 + switch <= 55
