@@ -33,6 +33,7 @@ def test_size_arguments_override_only_some_fields():
     assert changed == {
         "data.phantom_matrix",
         "data.input_shape",
+        "data.crop_tiles",
         "data.synthesis",
         "synthesis.prob",
         "loss.class_weights",
@@ -46,9 +47,13 @@ def test_size_arguments_override_only_some_fields():
         "train.eval_every_epochs",
     }
     assert config_lib.load_config("coarse:tiny").data.input_shape == (8, 32, 16)
-    # make demo-full: only the fine stage's shape and length differ from the demo's.
+    # make demo-full: only the fine stage's shape (one crop, not tiles) and length differ.
     full = config_lib.to_dict(config_lib.load_config("fine:cpu_full"))
-    assert {k for k in full["data"] if full["data"][k] != cpu["data"][k]} == {"input_shape"}
+    assert {k for k in full["data"] if full["data"][k] != cpu["data"][k]} == {
+        "input_shape",
+        "crop_tiles",
+    }
+    assert full["data"]["crop_tiles"] == 1 and cpu["data"]["crop_tiles"] == 3
     assert tuple(full["data"]["input_shape"]) == (16, 192, 64) and full["optim"]["num_epochs"] == 48
     coarse = [
         config_lib.to_dict(config_lib.load_config(f"coarse:{a}")) for a in ("cpu", "cpu_full")

@@ -36,20 +36,6 @@ def coarse_dir(data: ml_collections.ConfigDict) -> str | None:
 SYNTHESIS = ("image", "tissues")
 
 
-def crop_tiles(data: ml_collections.ConfigDict) -> tuple[int, float]:
-    """(count, overlap) of the tiles a structure crop is cut into; (1, 0) for runs before."""
-    count = int(data.get("crop_tiles", 1))
-    overlap = float(data.get("crop_tile_overlap", 0.0))
-    if count < 1 or not 0.0 <= overlap < 1.0:
-        raise ValueError(
-            f"config.data.crop_tiles is {count} and crop_tile_overlap {overlap}; the count "
-            "must be >= 1 and the overlap in [0, 1)."
-        )
-    if count > 1 and data.crop == "image":
-        raise ValueError("config.data.crop_tiles > 1 needs a structure crop ('label'/'coarse').")
-    return count, overlap
-
-
 def synthesis(data: ml_collections.ConfigDict) -> str:
     """``data.synthesis``: train on the images ("image") or on images drawn from tissues."""
     kind = data.get("synthesis", "image")
@@ -85,7 +71,7 @@ class MakeSample(grain.transforms.RandomMap):
         self.out_shape = tuple(data.input_shape)
         self.crop = data.crop
         self.margin = tuple(data.crop_margin_mm)
-        self.tiles = crop_tiles(data)
+        self.tiles = transforms.crop_tiles(data)
         self.aug = aug
         # Training samples carry their tissue map for the device to draw an image from.
         self.tissues = aug is not None and synthesis(data) == "tissues"
@@ -294,7 +280,7 @@ def eval_samples(
     cases = dataset.split(split)
     source = case_source(config.data, dataset, cases)
     make = MakeSample(config.data, None)
-    count, _ = crop_tiles(config.data)
+    count, _ = transforms.crop_tiles(config.data)
     for i, case in enumerate(cases):
         prepared_case = source[i]
         for tile in range(count):

@@ -153,6 +153,21 @@ def random_tile(
     return _tile_at(box, float(np.clip(top, lo_h, hi_h - height)), height, out_shape_dhw)
 
 
+def crop_tiles(data) -> tuple[int, float]:
+    """(count, overlap) of the tiles a structure crop is cut into: a config's ``data`` section
+    (``crop_tiles``, ``crop_tile_overlap``); (1, 0) for runs saved before tiles existed."""
+    count = int(data.get("crop_tiles", 1))
+    overlap = float(data.get("crop_tile_overlap", 0.0))
+    if count < 1 or not 0.0 <= overlap < 1.0:
+        raise ValueError(
+            f"config.data.crop_tiles is {count} and crop_tile_overlap {overlap}; the count "
+            "must be >= 1 and the overlap in [0, 1)."
+        )
+    if count > 1 and data.crop == "image":
+        raise ValueError("config.data.crop_tiles > 1 needs a structure crop ('label'/'coarse').")
+    return count, overlap
+
+
 def rotation_dhw(
     sagittal_rad: float = 0.0, about_si_rad: float = 0.0, about_ap_rad: float = 0.0
 ) -> np.ndarray:

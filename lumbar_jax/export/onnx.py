@@ -22,7 +22,7 @@ import numpy as np
 
 from lumbar_jax import __version__, files
 from lumbar_jax import config as config_lib
-from lumbar_jax.data import pipeline, transforms
+from lumbar_jax.data import transforms
 from lumbar_jax.data.phantom import render
 from lumbar_jax.inference import jax_stage, onnx_stage
 from lumbar_jax.inference.jax_stage import Stage
@@ -76,7 +76,7 @@ def _phantom_input(config, seed: int) -> np.ndarray:
     shape = tuple(config.data.input_shape)
     if config.data.crop == "label":
         box = transforms.label_box(label, spacing, config.data.crop_margin_mm)
-        count, overlap = pipeline.crop_tiles(config.data)
+        count, overlap = transforms.crop_tiles(config.data)
         box = transforms.tile_boxes(box, count, overlap, shape)[count // 2]
     else:
         box = transforms.image_box(image.shape, spacing)
@@ -109,8 +109,8 @@ def metadata(stage: Stage) -> dict[str, str]:
         "window_percentiles": json.dumps(list(data.window_percentiles)),
         "crop": str(data.crop),
         "crop_margin_mm": json.dumps(list(data.crop_margin_mm)),
-        "crop_tiles": str(pipeline.crop_tiles(data)[0]),
-        "crop_tile_overlap": str(pipeline.crop_tiles(data)[1]),
+        "crop_tiles": str(transforms.crop_tiles(data)[0]),
+        "crop_tile_overlap": str(transforms.crop_tiles(data)[1]),
         "background_scale": str(jax_stage.background_scale_of(stage.config)),
         "label_names": json.dumps(list(LABEL_NAMES)),
         "config_sha256": config_hash(stage.config),

@@ -18,7 +18,7 @@ import numpy as np
 
 from lumbar_jax import config as config_lib
 from lumbar_jax.checkpoint import Checkpoints
-from lumbar_jax.data import pipeline
+from lumbar_jax.data import transforms
 from lumbar_jax.inference import cascade
 from lumbar_jax.model import make_model, param_shapes
 
@@ -59,7 +59,7 @@ class Stage:
             tuple(data.window_percentiles),
             self.probabilities,
             background_scale_of(self.config),
-            *pipeline.crop_tiles(data),
+            *transforms.crop_tiles(data),
         )
 
 

@@ -80,7 +80,7 @@ def test_extension_built_where_supported():
         ((1, 1, 6, 6), 2, 2, (3, 3, 3)),  # one slice: depth is all padding
         ((3, 3, 7, 5), 1, 3, (3, 3, 3)),  # one input channel (the first conv), batch 3
         ((1, 4, 9, 11), 5, 16, (3, 3, 3)),  # odd channel counts
-        ((2, 2, 8, 3), 64, 128, (3, 3, 3)),  # the bottleneck of fine:cpu
+        ((2, 2, 8, 3), 64, 128, (3, 3, 3)),  # the bottleneck of a 16 x 128 x 48 input
         ((2, 4, 6, 5), 8, 6, (1, 1, 1)),  # a 1x1x1 head
         ((1, 4, 6, 5), 3, 2, (1, 3, 3)),  # 2D kernel in 3D
         ((1, 5, 6, 7), 2, 3, (2, 2, 4)),  # even kernel: XLA's SAME pads (k - 1) // 2 before
