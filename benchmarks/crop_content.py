@@ -26,7 +26,9 @@ from lumbar_jax.labels import STRUCTURES
 def crop_content(
     config: ml_collections.ConfigDict, dataset: datasets.Dataset, samples: int, seed: int = 0
 ) -> dict[str, dict[str, float]]:
-    """{structure: {"present": share of samples holding it, "voxels": its mean voxel share}}.
+    """{structure: {"present": share of samples holding it, "voxels": its mean voxel share}},
+    and under "in-plane voxel mm" the median and largest in-plane voxel of the crops (before
+    the random zoom).
 
     Only the geometry is drawn (crop, tile, spatial augmentation), with its own generator.
     """
@@ -37,19 +39,27 @@ def crop_content(
     rng = np.random.default_rng(seed)
     present = np.zeros(len(STRUCTURES))
     voxels = np.zeros(len(STRUCTURES))
+    voxel_mm = []
     for i in range(samples):
         case = source[i % len(cases)]
         box = make.box(case, rng)
+        # Square in-plane voxels (the box is widened to the input's aspect ratio).
+        voxel_mm.append(float(box[1][1] - box[0][1]) / shape[1])
         geometry = pipeline.draw_geometry(config.aug, rng)
         affine = transforms.sampling_affine(box, shape, case.spacing_dhw, **geometry)
         label = transforms.resample(case.label_dhw, affine, shape, is_label=True)
         counts = np.bincount(label.ravel(), minlength=len(STRUCTURES) + 1)[1:]
         present += counts > 0
         voxels += counts / label.size
-    return {
+    content = {
         name: {"present": present[k] / samples, "voxels": voxels[k] / samples}
         for k, name in enumerate(STRUCTURES)
     }
+    content["in-plane voxel mm"] = {
+        "median": float(np.median(voxel_mm)),
+        "max": float(np.max(voxel_mm)),
+    }
+    return content
 
 
 def markdown(content: dict[str, dict[str, float]], spec: str, samples: int) -> str:
@@ -59,8 +69,14 @@ def markdown(content: dict[str, dict[str, float]], spec: str, samples: int) -> s
         "| structure | in the sample | share of its voxels |",
         "|---|---|---|",
     ]
-    for name, row in content.items():
+    for name in STRUCTURES:
+        row = content[name]
         lines.append(f"| {name} | {100 * row['present']:.1f} % | {100 * row['voxels']:.2f} % |")
+    voxel = content["in-plane voxel mm"]
+    lines += [
+        "",
+        f"In-plane voxel: {voxel['median']:.2f} mm median, {voxel['max']:.2f} mm largest.",
+    ]
     return "\n".join(lines)
 
 

@@ -12,10 +12,10 @@ def get_config(arg: str = ""):
     c.data.crop = "label"
     c = common.apply_size(c, arg)
     if arg in ("cpu", "cpu_full"):
-        # The crop (the labelled spine, T10 to the sacrum: 260-380 x 96-120 mm on the
-        # phantom) in three tiles along the spine, each resampled to 16 x 96 x 64: in-plane
-        # voxels of 1.7 mm (median; 1.9 at most) where the whole crop at 16 x 128 x 48, the
-        # same number of voxels, gave 2.4 (3.0) (README "The CPU preset").
+        # The crop (the labelled spine, T10 to the sacrum, plus margins) in three tiles
+        # along the spine, each resampled to 16 x 96 x 64: in-plane voxels of 1.67 mm
+        # (median; 1.98 at most) where the whole crop at 16 x 128 x 48, the same number of
+        # voxels, gave 2.46 (3.15) (benchmarks/crop_content.py; README "The CPU preset").
         c.data.input_shape = (16, 96, 64)
         c.data.crop_tiles = 3
         # The fine stage segments the small structures: the foramen and the cord need about

@@ -278,8 +278,15 @@ def test_crop_content_counts_what_the_samples_hold(phantom_root):
     # A crop around the labelled spine holds its bodies, discs and canal every time.
     for name in ("vertebral_body", "intervertebral_disc", "spinal_canal"):
         assert whole[name]["present"] == 1.0
-    assert 0.0 < sum(row["voxels"] for row in whole.values()) < 1.0
+    structures = [row for name, row in whole.items() if name != "in-plane voxel mm"]
+    assert 0.0 < sum(row["voxels"] for row in structures) < 1.0
     assert whole["vertebral_body"]["voxels"] > whole["cord_cauda_equina"]["voxels"]
+    # Two tiles of the same crop: a finer voxel than the whole crop's.
+    tiled = crop_content.crop_content(
+        tiny_config(phantom_root, **{"data.crop_tiles": "2"}), dataset, 12
+    )
+    voxel, tiled_voxel = whole["in-plane voxel mm"], tiled["in-plane voxel mm"]
+    assert tiled_voxel["median"] < voxel["median"] <= voxel["max"]
     # The coarse stage's whole series: the structures take a smaller share of it.
     series = crop_content.crop_content(tiny_config(phantom_root, "coarse"), dataset, 12)
     assert series["vertebral_body"]["voxels"] < whole["vertebral_body"]["voxels"]
