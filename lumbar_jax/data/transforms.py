@@ -139,18 +139,17 @@ def random_tile(
     teaches it to label the unlabelled vertebra above the crop's top). The moved inner tiles
     show every stretch between at several places in the network's input.
     """
-    first = tile_boxes(box, count, overlap, out_shape_dhw)[0]  # checks count and overlap
+    tiles = tile_boxes(box, count, overlap, out_shape_dhw)
     if count == 1:
-        return first
+        return tiles[0]  # draws nothing: one-crop runs keep their random streams
+    k = int(rng.integers(count))
+    if k in (0, count - 1):
+        return tiles[k]
     height = tile_height(box, count, overlap)
     stride = height * (1.0 - overlap)
     lo_h = float(np.asarray(box[0], float)[1])
-    hi_h = float(np.asarray(box[1], float)[1])
-    k = int(rng.integers(count))
-    top = lo_h + k * stride
-    if 0 < k < count - 1:
-        top += rng.uniform(-0.5, 0.5) * stride
-    return _tile_at(box, float(np.clip(top, lo_h, hi_h - height)), height, out_shape_dhw)
+    top = lo_h + (k + rng.uniform(-0.5, 0.5)) * stride
+    return _tile_at(box, top, height, out_shape_dhw)
 
 
 def crop_tiles(data) -> tuple[int, float]:

@@ -99,6 +99,7 @@ def verification_inputs(config, seed: int = 0) -> dict[str, np.ndarray]:
 def metadata(stage: Stage) -> dict[str, str]:
     """The metadata_props an exported model carries (all values strings)."""
     data = stage.config.data
+    tiles, tile_overlap = transforms.crop_tiles(data)
     return {
         "lumbar_jax_version": __version__,
         "stage": str(stage.config.get("stage", "")),
@@ -109,8 +110,8 @@ def metadata(stage: Stage) -> dict[str, str]:
         "window_percentiles": json.dumps(list(data.window_percentiles)),
         "crop": str(data.crop),
         "crop_margin_mm": json.dumps(list(data.crop_margin_mm)),
-        "crop_tiles": str(transforms.crop_tiles(data)[0]),
-        "crop_tile_overlap": str(transforms.crop_tiles(data)[1]),
+        "crop_tiles": str(tiles),
+        "crop_tile_overlap": str(tile_overlap),
         "background_scale": str(jax_stage.background_scale_of(stage.config)),
         "label_names": json.dumps(list(LABEL_NAMES)),
         "config_sha256": config_hash(stage.config),
