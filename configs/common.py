@@ -40,6 +40,12 @@ def paper_config(stage: str, input_shape: tuple[int, int, int]) -> ml_collection
     # probability times this before the argmax (inference/cascade.decide); 1: the argmax.
     c.inference = ml_collections.ConfigDict()
     c.inference.background_scale = 1.0
+    # Not in the paper: with data.crop_tiles > 1, the cascade's fine tiles lie at most this
+    # share of a tile apart (nnU-Net's tile_step_size); 0: as in training (1 - overlap).
+    c.inference.tile_step = 0.0
+    # Not in the paper: average with the left-right mirrored series' prediction (nnU-Net
+    # mirrors by default); twice the network time. The commands' --flip_tta overrides it.
+    c.inference.flip_tta = False
     return c
 
 

@@ -38,6 +38,8 @@ def test_size_arguments_override_only_some_fields():
         "synthesis.prob",
         "loss.class_weights",
         "inference.background_scale",
+        "inference.tile_step",
+        "inference.flip_tta",
         "model.base_filters",
         "optim.batch_size",
         "optim.learning_rate",
@@ -54,6 +56,9 @@ def test_size_arguments_override_only_some_fields():
         "crop_tiles",
     }
     assert full["data"]["crop_tiles"] == 1 and cpu["data"]["crop_tiles"] == 3
+    # The cascade: four fine tiles half a tile apart and the flip at cpu; demo-full as measured.
+    assert (cpu["inference"]["tile_step"], cpu["inference"]["flip_tta"]) == (0.5, True)
+    assert not full["inference"]["flip_tta"]
     assert tuple(full["data"]["input_shape"]) == (16, 192, 64) and full["optim"]["num_epochs"] == 48
     coarse = [
         config_lib.to_dict(config_lib.load_config(f"coarse:{a}")) for a in ("cpu", "cpu_full")

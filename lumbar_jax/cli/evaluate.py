@@ -1,7 +1,7 @@
 """Evaluates a cascade on a dataset split, in the paper's terms and a few more.
 
   python -m lumbar_jax evaluate --coarse=RUN --fine=RUN --data=DATASET [--split=test]
-      --output=DIR [--layout=auto] [--label_map=...] [--flip_tta] [--background_scale=S]
+      --output=DIR [--layout=auto] [--label_map=...] [--flip_tta] [--background_scale=S] [--tile_step=F]
 
 Every case is predicted from its image file as ``predict`` would (whole series -> coarse ->
 crop -> fine -> back on the series' grid) and compared with its reference on the series' own
@@ -32,12 +32,23 @@ _LAYOUT = flags.DEFINE_enum("layout", "auto", datasets.LAYOUTS, "Dataset layout.
 _LABEL_MAP = flags.DEFINE_string("label_map", "", "Dataset values -> ours, e.g. '1-5:2'.")
 _SPLIT = flags.DEFINE_string("split", "test", "Split to evaluate, or 'all' cases.")
 _OUTPUT = flags.DEFINE_string("output", None, "Folder for the reports (created).")
-_FLIP_TTA = flags.DEFINE_bool("flip_tta", False, "Left-right flip test-time augmentation.")
+_FLIP_TTA = flags.DEFINE_bool(
+    "flip_tta",
+    None,
+    "Left-right flip test-time augmentation (--noflip_tta: none); default: as the fine run's "
+    "inference.flip_tta says.",
+)
 _BACKGROUND_SCALE = flags.DEFINE_float(
     "background_scale",
     None,
     "Decide the fine stage's labels with this background scale "
     "(inference/cascade.decide) instead of the fine run's own.",
+)
+_TILE_STEP = flags.DEFINE_float(
+    "tile_step",
+    None,
+    "Place the fine stage's tiles at most this share of a tile apart "
+    "(transforms.sliding_tiles; nnU-Net's tile_step_size) instead of the fine run's own.",
 )
 
 
@@ -49,24 +60,24 @@ def main(argv: list[str]) -> None:
     split = dataset.with_all_split(_SPLIT.value)
     output = writer.check_output_folder(_OUTPUT.value)
     loaded = backends.load_cascade(_COARSE.value, _FINE.value, _BACKEND.value)
-    loaded = loaded.with_background_scale(_BACKGROUND_SCALE.value)
+    loaded = loaded.with_background_scale(_BACKGROUND_SCALE.value).with_tile_step(_TILE_STEP.value)
+    loaded = loaded.with_flip_tta(_FLIP_TTA.value)
     # Level names and measurements too, where the dataset has the phantom's truth files.
     truths = levels.load_truths(dataset, split)
     scorer = levels.LevelScorer(truths, dataset.labeled_classes) if truths else None
     evaluator = Evaluator(
         lambda: cases.series_cases(dataset, split), surface=True, instances=True, on_case=scorer
     )
-    ev = evaluator(
-        predictors.cascade_predictor(loaded.coarse, loaded.fine, _FLIP_TTA.value), progress=True
-    )
+    ev = evaluator(predictors.cascade_predictor(loaded.coarse, loaded.fine), progress=True)
     title = f"Evaluation: {split} split of {_DATA.value} ({len(ev.case_ids)} cases)"
     meta = {
         "data": str(_DATA.value),
         "split": split,
         "cases": ev.case_ids,
         **loaded.description(),
-        "flip_tta": _FLIP_TTA.value,
+        "flip_tta": loaded.fine.flip_tta,
         "background_scale": loaded.fine.background_scale,
+        "tile_step": loaded.fine.tile_step,
     }
     extra = {"levels": (scorer.markdown(), scorer.summary())} if scorer else None
     reports.write_reports(ev, output, title, meta, extra)

@@ -2,7 +2,7 @@
 
   python -m lumbar_jax evaluate_real --coarse=RUN --fine=RUN --output=DIR
       [--root=../shared/data/real] [--only=case20,case10,case12] [--flip_tta]
-      [--background_scale=S]
+      [--background_scale=S] [--tile_step=F]
 
 Each partially labelled set there is evaluated whole (split "all") with its label map:
 ``lumbar_discs_t2`` (discs 1-5 -> disc) and ``lumbar_vertebral_bodies_t2`` (bodies 1-7 ->
@@ -43,12 +43,23 @@ _COARSE = flags.DEFINE_string("coarse", None, "Coarse stage: run, checkpoint or 
 _FINE = flags.DEFINE_string("fine", None, "Fine stage: run, checkpoint or .onnx file.")
 _ROOT = flags.DEFINE_string("root", str(_DEFAULT_ROOT), "The folder of the real sets.")
 _OUTPUT = flags.DEFINE_string("output", None, "Folder for the reports (created).")
-_FLIP_TTA = flags.DEFINE_bool("flip_tta", False, "Left-right flip test-time augmentation.")
+_FLIP_TTA = flags.DEFINE_bool(
+    "flip_tta",
+    None,
+    "Left-right flip test-time augmentation (--noflip_tta: none); default: as the fine run's "
+    "inference.flip_tta says.",
+)
 _BACKGROUND_SCALE = flags.DEFINE_float(
     "background_scale",
     None,
     "Decide the fine stage's labels with this background scale "
     "(inference/cascade.decide) instead of the fine run's own.",
+)
+_TILE_STEP = flags.DEFINE_float(
+    "tile_step",
+    None,
+    "Place the fine stage's tiles at most this share of a tile apart "
+    "(transforms.sliding_tiles; nnU-Net's tile_step_size) instead of the fine run's own.",
 )
 _ONLY = flags.DEFINE_list(
     "only", [], "Score only these series (e.g. those a fine-tuning held out: case20,case10)."
@@ -115,10 +126,11 @@ def main(argv: list[str]) -> None:
     del argv
     common.require("coarse", "fine", "output")
     loaded = backends.load_cascade(_COARSE.value, _FINE.value)
-    loaded = loaded.with_background_scale(_BACKGROUND_SCALE.value)
+    loaded = loaded.with_background_scale(_BACKGROUND_SCALE.value).with_tile_step(_TILE_STEP.value)
+    loaded = loaded.with_flip_tta(_FLIP_TTA.value)
     output = writer.check_output_folder(_OUTPUT.value)
     predict = within_labelled_levels(
-        predictors.cascade_predictor(loaded.coarse, loaded.fine, _FLIP_TTA.value),
+        predictors.cascade_predictor(loaded.coarse, loaded.fine),
         _LEVEL_MARGIN.value,
     )
     lines = ["| set | series | stage | Dice |", "|---|---|---|---|"]
@@ -142,7 +154,6 @@ def main(argv: list[str]) -> None:
             first.image_path,
             folder,
             first.case_id,
-            flip_lr=_FLIP_TTA.value,
         )
         predicted = folder / summary["outputs"]["labels"]
         _reference_overlay(first, dataset, predicted, folder / f"{first.case_id}_reference.png")

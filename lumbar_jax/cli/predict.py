@@ -40,7 +40,10 @@ _COARSE_ONLY = flags.DEFINE_bool(
 _DATA = flags.DEFINE_string("data", None, "With --coarse_only: a dataset folder.")
 _LABEL_MAP = flags.DEFINE_string("label_map", "", "With --data: its label map, if needed.")
 _FLIP_TTA = flags.DEFINE_bool(
-    "flip_tta", False, "Average with the left-right mirrored prediction (twice the time)."
+    "flip_tta",
+    None,
+    "Average with the left-right mirrored prediction (twice the time; --noflip_tta: not); "
+    "default: as the (fine) run's inference.flip_tta says.",
 )
 
 
@@ -50,11 +53,10 @@ def _coarse_only() -> None:
     from lumbar_jax.inference import jax_stage
 
     dataset = datasets.load_dataset(_DATA.value, label_map=_LABEL_MAP.value)
-    coarse = jax_stage.load_stage(_COARSE.value)
+    coarse = jax_stage.load_stage(_COARSE.value).cascade_model()
     output = writer.check_output_folder(_OUTPUT.value)
-    count = writer.predict_coarse_dataset(
-        coarse.cascade_model(), dataset, output, flip_lr=_FLIP_TTA.value, progress=True
-    )
+    flip = coarse.flip_tta if _FLIP_TTA.value is None else _FLIP_TTA.value
+    count = writer.predict_coarse_dataset(coarse, dataset, output, flip_lr=flip, progress=True)
     print(f"Coarse label maps of {count} cases written to {output}.")
 
 
@@ -72,7 +74,6 @@ def _predict_all(loaded: backends.LoadedCascade, found, output) -> list:
                 source,
                 output,
                 name,
-                flip_lr=_FLIP_TTA.value,
                 runs=loaded.description(),
             )
         except common.USER_ERRORS as e:
@@ -98,6 +99,7 @@ def main(argv: list[str]) -> None:
         raise app.UsageError("give at least one INPUT (image file, DICOM folder, folder).")
     found = series.find_series(inputs)
     loaded = backends.load_cascade(_COARSE.value, _FINE.value, _BACKEND.value)
+    loaded = loaded.with_flip_tta(_FLIP_TTA.value)
     output = writer.check_output_folder(_OUTPUT.value)
     failed = _predict_all(loaded, found, output)
     print(f"{len(found) - len(failed)} of {len(found)} series predicted into {output}.")

@@ -124,6 +124,36 @@ def tile_boxes(box: Box, count: int, overlap: float, out_shape_dhw: Sequence[int
     ]
 
 
+def sliding_tiles(
+    box: Box, count: int, overlap: float, step: float, out_shape_dhw: Sequence[int]
+) -> tuple[list[Box], float]:
+    """``tile_boxes``' tiles (their height), placed at most ``step`` of a tile apart.
+
+    nnU-Net's sliding window (``tile_step_size``) along the spine: the tiles keep the height
+    the network was trained on, the first and last stay flush with the box's ends, and as few
+    tiles are taken as keep neighbours no further apart than ``step`` of a tile. With ``step``
+    = 1 - ``overlap`` these are ``tile_boxes``' tiles; 0.5 (nnU-Net's default) puts four where
+    three tiles share a quarter.
+
+    Returns:
+      (the tiles, the share of a tile that neighbours overlap).
+
+    Raises:
+      ValueError: for a step outside (0, 1] (and as ``tile_boxes``).
+    """
+    if not 0.0 < step <= 1.0:
+        raise ValueError(f"Tiles: step {step} must be in (0, 1].")
+    tile_boxes(box, count, overlap, out_shape_dhw)  # checks count and overlap
+    height = tile_height(box, count, overlap)
+    span = float(np.asarray(box[1], float)[1] - np.asarray(box[0], float)[1]) - height
+    # The tolerance keeps float noise from adding a tile when step = 1 - overlap.
+    intervals = max(math.ceil(span / (step * height) - 1e-6), 0)
+    stride = span / intervals if intervals else 0.0
+    top = float(np.asarray(box[0], float)[1])
+    tiles = [_tile_at(box, top + k * stride, height, out_shape_dhw) for k in range(intervals + 1)]
+    return tiles, (1.0 - stride / height) if intervals else 0.0
+
+
 def random_tile(
     box: Box,
     count: int,

@@ -37,9 +37,10 @@ class NetworkPredictor:
 
 
 def cascade_predictor(
-    coarse: cascade.StageModel, fine: cascade.StageModel, flip_lr: bool = False
+    coarse: cascade.StageModel, fine: cascade.StageModel, flip_lr: bool | None = None
 ) -> Predictor:
-    """The cascade on whole series: the stages "coarse" (alone) and "cascade"."""
+    """The cascade on whole series: the stages "coarse" (alone) and "cascade" (``flip_lr``
+    None: as the fine stage's ``flip_tta`` says)."""
 
     def predict(case: EvalCase) -> dict[str, np.ndarray]:
         result = cascade.predict(

@@ -41,6 +41,22 @@ class LoadedCascade:
         fine = dataclasses.replace(self.fine, background_scale=scale)
         return dataclasses.replace(self, fine=fine)
 
+    def with_tile_step(self, step: float | None) -> LoadedCascade:
+        """This cascade placing the fine stage's tiles at most ``step`` of a tile apart
+        (``transforms.sliding_tiles``); ``None``: the fine run's own."""
+        if step is None:
+            return self
+        if not 0.0 < step <= 1.0:
+            raise ValueError(f"tile_step must be in (0, 1], got {step}.")
+        return dataclasses.replace(self, fine=dataclasses.replace(self.fine, tile_step=step))
+
+    def with_flip_tta(self, flip: bool | None) -> LoadedCascade:
+        """This cascade with or without left-right flip test-time augmentation; ``None``: as
+        the fine run says."""
+        if flip is None:
+            return self
+        return dataclasses.replace(self, fine=dataclasses.replace(self.fine, flip_tta=flip))
+
 
 def resolve_backend(backend: str, coarse_path: str | Path, fine_path: str | Path) -> str:
     """``auto``: onnxruntime for two ``.onnx`` files, JAX for run folders or checkpoints."""

@@ -34,7 +34,12 @@ class StageModel:
         argmax (``decide``); 1 is the plain argmax.
       crop_tiles: the fine crop is cut into this many tiles along the spine, each predicted
         on its own and blended (``transforms.tile_boxes``).
-      crop_tile_overlap: the share of a tile its neighbours overlap.
+      crop_tile_overlap: the share of a tile its neighbours overlap in training.
+      tile_step: at inference, neighbouring tiles lie at most this share of a tile apart
+        (``transforms.sliding_tiles``; nnU-Net's ``tile_step_size``); 0: as in training,
+        1 - ``crop_tile_overlap``.
+      flip_tta: the cascade (with this fine stage) averages each stage's probabilities with
+        those of the left-right mirrored series (twice the network time) unless told otherwise.
     """
 
     input_shape_dhw: tuple[int, int, int]
@@ -44,6 +49,8 @@ class StageModel:
     background_scale: float = 1.0
     crop_tiles: int = 1
     crop_tile_overlap: float = 0.0
+    tile_step: float = 0.0
+    flip_tta: bool = False
 
 
 def decide(probs_cdhw: np.ndarray, background_scale: float = 1.0) -> np.ndarray:
@@ -177,10 +184,14 @@ def _edge_weight(
 
 def fine_boxes(
     fine: StageModel, coarse_labels_dhw: np.ndarray, spacing_dhw: Sequence[float]
-) -> list[transforms.Box]:
-    """The fine stage's inputs: the box around the coarse result plus the margin, in tiles."""
+) -> tuple[list[transforms.Box], float]:
+    """The fine stage's inputs, the box around the coarse result plus the margin in tiles, and
+    the share of a tile that neighbouring tiles overlap."""
     box = transforms.label_box(coarse_labels_dhw, spacing_dhw, fine.crop_margin_mm)
-    return transforms.tile_boxes(box, fine.crop_tiles, fine.crop_tile_overlap, fine.input_shape_dhw)
+    step = fine.tile_step or 1.0 - fine.crop_tile_overlap
+    return transforms.sliding_tiles(
+        box, fine.crop_tiles, fine.crop_tile_overlap, step, fine.input_shape_dhw
+    )
 
 
 def coarse_labels(
@@ -204,7 +215,7 @@ def predict(
     image_dhw: np.ndarray,
     spacing_dhw: Sequence[float],
     *,
-    flip_lr: bool = False,
+    flip_lr: bool | None = None,
     source: str = "",
 ) -> CascadeResult:
     """Runs the cascade on one canonical-layout series.
@@ -215,22 +226,24 @@ def predict(
       image_dhw: raw intensities in canonical layout.
       spacing_dhw: voxel size in mm.
       flip_lr: also predict the left-right mirrored series and average (test-time
-        augmentation; twice the network time).
+        augmentation; twice the network time); None: as ``fine.flip_tta`` says.
       source: the file, for error messages.
 
     Raises:
       ValueError: naming ``source``, for NaN/Inf or constant images.
     """
     start = time.perf_counter()
+    if flip_lr is None:
+        flip_lr = fine.flip_tta
     coarse_labels_dhw = coarse_labels(
         coarse, image_dhw, spacing_dhw, flip_lr=flip_lr, source=source
     )
     after_coarse = time.perf_counter()
 
-    boxes = fine_boxes(fine, coarse_labels_dhw, spacing_dhw)
+    boxes, overlap = fine_boxes(fine, coarse_labels_dhw, spacing_dhw)
     windowed = transforms.auto_window(image_dhw, fine.window_percentiles, source)
     # Over the whole overlap: the blend moves from one tile to the next across it.
-    ramp = fine.crop_tile_overlap if fine.crop_tiles > 1 else 0.0
+    ramp = overlap
     fine_probs = _stage_probabilities(fine, windowed, spacing_dhw, boxes, flip_lr, ramp)
     labels = decide(fine_probs, fine.background_scale)
     end = time.perf_counter()

@@ -60,12 +60,24 @@ class Stage:
             self.probabilities,
             background_scale_of(self.config),
             *transforms.crop_tiles(data),
+            tile_step_of(self.config),
+            flip_tta_of(self.config),
         )
 
 
 def background_scale_of(config: ml_collections.ConfigDict) -> float:
     """The run's ``inference.background_scale``; 1 (the argmax) for runs saved without it."""
     return float(config.get("inference", {}).get("background_scale", 1.0))
+
+
+def tile_step_of(config: ml_collections.ConfigDict) -> float:
+    """The run's ``inference.tile_step``; 0 (the training's tiles) for runs saved without it."""
+    return float(config.get("inference", {}).get("tile_step", 0.0))
+
+
+def flip_tta_of(config: ml_collections.ConfigDict) -> bool:
+    """The run's ``inference.flip_tta``; False for runs saved without it."""
+    return bool(config.get("inference", {}).get("flip_tta", False))
 
 
 def probabilities(params: Any, image_bdhwc: jnp.ndarray, *, config) -> jnp.ndarray:

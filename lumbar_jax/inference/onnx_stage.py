@@ -73,6 +73,8 @@ def load_stage(path: str | Path, threads: int = 0) -> tuple[cascade.StageModel, 
         float(meta.get("background_scale", 1.0)),  # exports before it: the argmax
         int(meta.get("crop_tiles", 1)),  # exports before tiles: one crop
         float(meta.get("crop_tile_overlap", 0.0)),
+        float(meta.get("tile_step", 0.0)),  # exports before it: the training's tiles
+        meta.get("flip_tta", "False") == "True",
     )
     return model, meta
 

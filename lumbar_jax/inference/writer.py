@@ -48,7 +48,7 @@ def predict_series(
     output: Path,
     name: str,
     *,
-    flip_lr: bool = False,
+    flip_lr: bool | None = None,
     runs: dict[str, str] | None = None,
 ) -> dict:
     """Predicts one series and writes its label map, report and overlay.
@@ -61,6 +61,8 @@ def predict_series(
       OSError: when an output cannot be written; no output of the series is left behind.
     """
     volume = io.read_canonical(source)
+    if flip_lr is None:
+        flip_lr = fine.flip_tta
     result = cascade.predict(
         coarse, fine, volume.array_dhw, volume.spacing_dhw, flip_lr=flip_lr, source=str(source)
     )
@@ -84,6 +86,7 @@ def predict_series(
             **(runs or {}),
             "flip_tta": flip_lr,
             "background_scale": fine.background_scale,
+            "tile_step": fine.tile_step,
             "fine_box_canonical_mm": [[round(float(v), 1) for v in c] for c in result.fine_box_mm],
             "seconds": {k: round(v, 3) for k, v in result.seconds.items()},
         },

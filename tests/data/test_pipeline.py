@@ -391,6 +391,31 @@ def test_tiles_cover_the_box_with_the_promised_overlap():
         transforms.tile_boxes(box, 2, 1.0, (16, 96, 64))
 
 
+def test_sliding_tiles_keep_the_tile_and_step_closer():
+    box = (np.array([0.0, 10.0, 0.0]), np.array([40.0, 310.0, 100.0]))
+    # At the training's step (1 - overlap) they are the training's tiles.
+    same, overlap = transforms.sliding_tiles(box, 3, 0.25, 0.75, (16, 96, 64))
+    np.testing.assert_allclose(same, transforms.tile_boxes(box, 3, 0.25, (16, 96, 64)))
+    assert overlap == pytest.approx(0.25)
+    # Half a tile apart (nnU-Net's default): 120 mm tiles over 300 mm need 180 / 60 + 1 = 4.
+    # (Each 120 x 100 mm tile is then widened to 150 x 100 mm, the input's 96 : 64.)
+    tiles, overlap = transforms.sliding_tiles(box, 3, 0.25, 0.5, (16, 96, 64))
+    centres = [(lo[1] + hi[1]) / 2 for lo, hi in tiles]
+    np.testing.assert_allclose(centres, [70.0, 130.0, 190.0, 250.0])
+    np.testing.assert_allclose([hi[1] - lo[1] for lo, hi in tiles], 150.0)
+    assert overlap == pytest.approx(0.5)
+    # A step that does not divide the span: as few tiles as keep them that close, spread evenly.
+    tiles, overlap = transforms.sliding_tiles(box, 3, 0.25, 0.6, (16, 96, 64))
+    np.testing.assert_allclose([(lo[1] + hi[1]) / 2 for lo, hi in tiles], centres)
+    # One tile stays one tile, whatever the step.
+    (one,), overlap = transforms.sliding_tiles(box, 1, 0.25, 0.5, (16, 96, 64))
+    np.testing.assert_allclose(one, transforms.widen_to_aspect(box, (16, 96, 64)))
+    assert overlap == 0.0
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="step"):
+            transforms.sliding_tiles(box, 3, 0.25, bad, (16, 96, 64))
+
+
 def test_random_tiles_stay_inside_the_box_and_keep_their_height():
     box = (np.array([0.0, 10.0, 0.0]), np.array([40.0, 310.0, 100.0]))
     rng = np.random.default_rng(0)

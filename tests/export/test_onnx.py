@@ -157,9 +157,12 @@ def test_the_fine_crops_tiles_travel_with_the_model(exported, stages):
     assert meta["crop_tiles"] == "1" and loaded.crop_tiles == 1  # the tiny runs: one crop
     fine = stages[1]
     config = config_lib.to_dict(fine.config)
+    assert meta["tile_step"] == "0.0" and loaded.tile_step == 0.0
     config["data"]["crop_tiles"] = 3
+    config["inference"]["tile_step"] = 0.5
     tiled = dataclasses.replace(fine, config=config_lib.from_dict(config))
     meta = export.metadata(tiled)
     assert (meta["crop_tiles"], meta["crop_tile_overlap"]) == ("3", "0.25")
+    assert meta["tile_step"] == "0.5"
     model = tiled.cascade_model()
-    assert (model.crop_tiles, model.crop_tile_overlap) == (3, 0.25)
+    assert (model.crop_tiles, model.crop_tile_overlap, model.tile_step) == (3, 0.25, 0.5)

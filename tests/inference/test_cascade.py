@@ -117,6 +117,45 @@ def test_a_loaded_cascade_takes_another_background_scale():
             loaded.with_background_scale(bad)
 
 
+def test_a_loaded_cascade_takes_another_tile_step():
+    from lumbar_jax.inference import backends
+
+    stage = _threshold_stage((8, 32, 16))
+    loaded = backends.LoadedCascade(stage, stage, "jax", {})
+    assert loaded.with_tile_step(None) is loaded and loaded.with_flip_tta(None) is loaded
+    assert loaded.with_flip_tta(True).fine.flip_tta and not loaded.fine.flip_tta
+    assert loaded.with_tile_step(0.5).fine.tile_step == 0.5 and loaded.fine.tile_step == 0.0
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="tile_step must be in"):
+            loaded.with_tile_step(bad)
+
+
+def test_a_finer_tile_step_predicts_more_tiles_and_the_same_structure():
+    image, truth = _volume_with_box()
+    fine = dataclasses.replace(_threshold_stage((8, 24, 32)), crop_tiles=3, crop_tile_overlap=0.25)
+    calls = []
+
+    def counted(image_bdhwc):
+        calls.append(image_bdhwc.shape[0])
+        return _threshold_stage((8, 24, 32)).probabilities(image_bdhwc)
+
+    coarse = _threshold_stage((8, 32, 16))
+    fine = dataclasses.replace(fine, probabilities=counted)
+    trained = cascade.predict(coarse, fine, image, (4.0, 0.9, 1.1))
+    finer = cascade.predict(
+        coarse, dataclasses.replace(fine, tile_step=0.5), image, (4.0, 0.9, 1.1)
+    )
+    assert calls == [3, 4]  # three tiles a quarter shared, four half a tile apart
+    np.testing.assert_allclose(finer.fine_box_mm, trained.fine_box_mm)
+    assert _dice(finer.labels_dhw == 1, truth == 1) > 0.95
+    # A fine stage that flips by default runs each tile mirrored too, unless told not to.
+    flipping = dataclasses.replace(fine, tile_step=0.5, flip_tta=True)
+    flipped = cascade.predict(coarse, flipping, image, (4.0, 0.9, 1.1))
+    cascade.predict(coarse, flipping, image, (4.0, 0.9, 1.1), flip_lr=False)
+    assert calls[2:] == [8, 4]
+    assert _dice(flipped.labels_dhw == 1, truth == 1) > 0.95
+
+
 def test_a_tiled_fine_stage_covers_the_crop_and_maps_back():
     image, truth = _volume_with_box()
     fine = dataclasses.replace(_threshold_stage((8, 24, 32)), crop_tiles=3, crop_tile_overlap=0.3)
