@@ -130,17 +130,24 @@ def test_a_loaded_cascade_takes_another_tile_step():
             loaded.with_tile_step(bad)
 
 
-def test_a_finer_tile_step_predicts_more_tiles_and_the_same_structure():
-    image, truth = _volume_with_box()
-    fine = dataclasses.replace(_threshold_stage((8, 24, 32)), crop_tiles=3, crop_tile_overlap=0.25)
+def _counted_tiled_fine(overlap: float) -> tuple[cascade.StageModel, list[int]]:
+    """A fine stage in three tiles that records the batch size of each call."""
     calls = []
 
     def counted(image_bdhwc):
         calls.append(image_bdhwc.shape[0])
         return _threshold_stage((8, 24, 32)).probabilities(image_bdhwc)
 
+    fine = dataclasses.replace(
+        _threshold_stage((8, 24, 32)), crop_tiles=3, crop_tile_overlap=overlap
+    )
+    return dataclasses.replace(fine, probabilities=counted), calls
+
+
+def test_a_finer_tile_step_predicts_more_tiles_and_the_same_structure():
+    image, truth = _volume_with_box()
+    fine, calls = _counted_tiled_fine(0.25)
     coarse = _threshold_stage((8, 32, 16))
-    fine = dataclasses.replace(fine, probabilities=counted)
     trained = cascade.predict(coarse, fine, image, (4.0, 0.9, 1.1))
     finer = cascade.predict(
         coarse, dataclasses.replace(fine, tile_step=0.5), image, (4.0, 0.9, 1.1)
@@ -158,14 +165,7 @@ def test_a_finer_tile_step_predicts_more_tiles_and_the_same_structure():
 
 def test_a_tiled_fine_stage_covers_the_crop_and_maps_back():
     image, truth = _volume_with_box()
-    fine = dataclasses.replace(_threshold_stage((8, 24, 32)), crop_tiles=3, crop_tile_overlap=0.3)
-    calls = []
-
-    def counted(image_bdhwc):
-        calls.append(image_bdhwc.shape[0])
-        return _threshold_stage((8, 24, 32)).probabilities(image_bdhwc)
-
-    fine = dataclasses.replace(fine, probabilities=counted)
+    fine, calls = _counted_tiled_fine(0.3)
     result = cascade.predict(_threshold_stage((8, 32, 16)), fine, image, (4.0, 0.9, 1.1))
     assert calls == [3]  # the three tiles in one batch
     assert _dice(result.labels_dhw == 1, truth == 1) > 0.95
