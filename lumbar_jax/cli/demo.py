@@ -109,7 +109,14 @@ def main(argv: list[str]) -> None:
     output = workdir / "evaluation"
     output.mkdir(parents=True, exist_ok=True)
     extra = {"levels": (scorer.markdown(), scorer.summary())} if scorer.scores else None
-    reports.write_reports(ev, output, title, {"data": str(dataset.root), "split": split}, extra)
+    meta = {
+        "data": str(dataset.root),
+        "split": split,
+        "flip_tta": loaded.fine.flip_tta,
+        "background_scale": loaded.fine.background_scale,
+        "tile_step": loaded.fine.tile_step,
+    }
+    reports.write_reports(ev, output, title, meta, extra)
     print(reports.markdown(ev, title, max_missed=10))
     print(scorer.markdown())
     print(

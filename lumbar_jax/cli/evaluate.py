@@ -1,7 +1,7 @@
 """Evaluates a cascade on a dataset split, in the paper's terms and a few more.
 
   python -m lumbar_jax evaluate --coarse=RUN --fine=RUN --data=DATASET [--split=test]
-      --output=DIR [--layout=auto] [--label_map=...] [--flip_tta] [--background_scale=S] [--tile_step=F]
+      --output=DIR [--layout=auto] [--label_map=...] [--[no]flip_tta] [--background_scale=S] [--tile_step=F]
 
 Every case is predicted from its image file as ``predict`` would (whole series -> coarse ->
 crop -> fine -> back on the series' grid) and compared with its reference on the series' own
@@ -48,7 +48,8 @@ _TILE_STEP = flags.DEFINE_float(
     "tile_step",
     None,
     "Place the fine stage's tiles at most this share of a tile apart "
-    "(transforms.sliding_tiles; nnU-Net's tile_step_size) instead of the fine run's own.",
+    "(transforms.sliding_tiles; nnU-Net's tile_step_size; 0: as in training) instead of the "
+    "fine run's own.",
 )
 
 

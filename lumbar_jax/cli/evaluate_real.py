@@ -1,7 +1,7 @@
 """Scores a cascade on the real series in ``../shared/data/real``, in one line.
 
   python -m lumbar_jax evaluate_real --coarse=RUN --fine=RUN --output=DIR
-      [--root=../shared/data/real] [--only=case20,case10,case12] [--flip_tta]
+      [--root=../shared/data/real] [--only=case20,case10,case12] [--[no]flip_tta]
       [--background_scale=S] [--tile_step=F]
 
 Each partially labelled set there is evaluated whole (split "all") with its label map:
@@ -59,7 +59,8 @@ _TILE_STEP = flags.DEFINE_float(
     "tile_step",
     None,
     "Place the fine stage's tiles at most this share of a tile apart "
-    "(transforms.sliding_tiles; nnU-Net's tile_step_size) instead of the fine run's own.",
+    "(transforms.sliding_tiles; nnU-Net's tile_step_size; 0: as in training) instead of the "
+    "fine run's own.",
 )
 _ONLY = flags.DEFINE_list(
     "only", [], "Score only these series (e.g. those a fine-tuning held out: case20,case10)."

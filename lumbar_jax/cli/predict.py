@@ -1,6 +1,6 @@
 """Coarse-to-fine prediction of series: label maps on the input grid, JSON reports, overlays.
 
-  python -m lumbar_jax predict --coarse=RUN --fine=RUN --output=DIR [--flip_tta] INPUT...
+  python -m lumbar_jax predict --coarse=RUN --fine=RUN --output=DIR [--[no]flip_tta] INPUT...
   python -m lumbar_jax predict --coarse=coarse.onnx --fine=fine.onnx --output=DIR INPUT...
   python -m lumbar_jax predict --coarse_only --coarse=RUN --data=DATASET --output=DIR
       (the coarse stage's label map of every case, DIR/<case_id>.nii.gz, to train the fine
@@ -43,7 +43,7 @@ _FLIP_TTA = flags.DEFINE_bool(
     "flip_tta",
     None,
     "Average with the left-right mirrored prediction (twice the time; --noflip_tta: not); "
-    "default: as the (fine) run's inference.flip_tta says.",
+    "default: as the fine run's inference.flip_tta says (with --coarse_only: the coarse run's).",
 )
 
 

@@ -136,7 +136,8 @@ def sliding_tiles(
     three tiles share a quarter.
 
     Returns:
-      (the tiles, the share of a tile that neighbours overlap).
+      (the tiles, how much neighbours overlap as a share of a tile's height before it is
+      widened to the output's aspect ratio, as ``overlap`` is given).
 
     Raises:
       ValueError: for a step outside (0, 1] (and as ``tile_boxes``).

@@ -43,11 +43,11 @@ class LoadedCascade:
 
     def with_tile_step(self, step: float | None) -> LoadedCascade:
         """This cascade placing the fine stage's tiles at most ``step`` of a tile apart
-        (``transforms.sliding_tiles``); ``None``: the fine run's own."""
+        (``transforms.sliding_tiles``; 0: as in training); ``None``: the fine run's own."""
         if step is None:
             return self
-        if not 0.0 < step <= 1.0:
-            raise ValueError(f"tile_step must be in (0, 1], got {step}.")
+        if not 0.0 <= step <= 1.0:
+            raise ValueError(f"tile_step must be in [0, 1], got {step}.")
         return dataclasses.replace(self, fine=dataclasses.replace(self.fine, tile_step=step))
 
     def with_flip_tta(self, flip: bool | None) -> LoadedCascade:

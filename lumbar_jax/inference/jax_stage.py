@@ -71,8 +71,15 @@ def background_scale_of(config: ml_collections.ConfigDict) -> float:
 
 
 def tile_step_of(config: ml_collections.ConfigDict) -> float:
-    """The run's ``inference.tile_step``; 0 (the training's tiles) for runs saved without it."""
-    return float(config.get("inference", {}).get("tile_step", 0.0))
+    """The run's ``inference.tile_step``; 0 (the training's tiles) for runs saved without it.
+
+    Raises:
+      ValueError: naming the field, for a value outside [0, 1].
+    """
+    step = float(config.get("inference", {}).get("tile_step", 0.0))
+    if not 0.0 <= step <= 1.0:
+        raise ValueError(f"config.inference.tile_step is {step}; it must be in [0, 1].")
+    return step
 
 
 def flip_tta_of(config: ml_collections.ConfigDict) -> bool:

@@ -124,8 +124,10 @@ def test_a_loaded_cascade_takes_another_tile_step():
     loaded = backends.LoadedCascade(stage, stage, "jax", {})
     assert loaded.with_tile_step(None) is loaded and loaded.with_flip_tta(None) is loaded
     assert loaded.with_flip_tta(True).fine.flip_tta and not loaded.fine.flip_tta
+    assert not loaded.with_flip_tta(True).with_flip_tta(False).fine.flip_tta  # --noflip_tta
+    assert loaded.with_tile_step(0.0).fine.tile_step == 0.0  # as in training
     assert loaded.with_tile_step(0.5).fine.tile_step == 0.5 and loaded.fine.tile_step == 0.0
-    for bad in (0.0, 1.5):
+    for bad in (-0.5, 1.5):
         with pytest.raises(ValueError, match="tile_step must be in"):
             loaded.with_tile_step(bad)
 
@@ -147,7 +149,13 @@ def _counted_tiled_fine(overlap: float) -> tuple[cascade.StageModel, list[int]]:
 def test_a_finer_tile_step_predicts_more_tiles_and_the_same_structure():
     image, truth = _volume_with_box()
     fine, calls = _counted_tiled_fine(0.25)
-    coarse = _threshold_stage((8, 32, 16))
+    coarse_calls = []
+
+    def coarse_counted(image_bdhwc):
+        coarse_calls.append(image_bdhwc.shape[0])
+        return _threshold_stage((8, 32, 16)).probabilities(image_bdhwc)
+
+    coarse = dataclasses.replace(_threshold_stage((8, 32, 16)), probabilities=coarse_counted)
     trained = cascade.predict(coarse, fine, image, (4.0, 0.9, 1.1))
     finer = cascade.predict(
         coarse, dataclasses.replace(fine, tile_step=0.5), image, (4.0, 0.9, 1.1)
@@ -160,6 +168,7 @@ def test_a_finer_tile_step_predicts_more_tiles_and_the_same_structure():
     flipped = cascade.predict(coarse, flipping, image, (4.0, 0.9, 1.1))
     cascade.predict(coarse, flipping, image, (4.0, 0.9, 1.1), flip_lr=False)
     assert calls[2:] == [8, 4]
+    assert coarse_calls == [1, 1, 2, 1]  # the coarse stage flips with the fine stage's setting
     assert _dice(flipped.labels_dhw == 1, truth == 1) > 0.95
 
 
