@@ -114,14 +114,18 @@ def tile_boxes(box: Box, count: int, overlap: float, out_shape_dhw: Sequence[int
     Raises:
       ValueError: for fewer than one tile or an overlap outside [0, 1).
     """
-    if count < 1 or not 0.0 <= overlap < 1.0:
-        raise ValueError(f"Tiles: count {count} must be >= 1 and overlap {overlap} in [0, 1).")
+    _check_tiles(count, overlap)
     height = tile_height(box, count, overlap)
     top = float(np.asarray(box[0], float)[1])
     return [
         _tile_at(box, top + k * height * (1.0 - overlap), height, out_shape_dhw)
         for k in range(count)
     ]
+
+
+def _check_tiles(count: int, overlap: float) -> None:
+    if count < 1 or not 0.0 <= overlap < 1.0:
+        raise ValueError(f"Tiles: count {count} must be >= 1 and overlap {overlap} in [0, 1).")
 
 
 def sliding_tiles(
@@ -144,7 +148,7 @@ def sliding_tiles(
     """
     if not 0.0 < step <= 1.0:
         raise ValueError(f"Tiles: step {step} must be in (0, 1].")
-    tile_boxes(box, count, overlap, out_shape_dhw)  # checks count and overlap
+    _check_tiles(count, overlap)
     height = tile_height(box, count, overlap)
     span = float(np.asarray(box[1], float)[1] - np.asarray(box[0], float)[1]) - height
     # The tolerance keeps float noise from adding a tile when step = 1 - overlap.
