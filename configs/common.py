@@ -46,6 +46,10 @@ def paper_config(stage: str, input_shape: tuple[int, int, int]) -> ml_collection
     # Not in the paper: average with the left-right mirrored series' prediction (nnU-Net
     # mirrors by default); twice the network time. The commands' --flip_tta overrides it.
     c.inference.flip_tta = False
+    # Not in the paper: each fine tile is also predicted with its box scaled in-plane by
+    # these about its centre (more context at coarser voxels above 1), all blended:
+    # multi-scale test-time augmentation, one network input per tile and scale.
+    c.inference.box_scales = (1.0,)
     return c
 
 

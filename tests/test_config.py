@@ -40,6 +40,7 @@ def test_size_arguments_override_only_some_fields():
         "inference.background_scale",
         "inference.tile_step",
         "inference.flip_tta",
+        "inference.box_scales",
         "model.base_filters",
         "optim.batch_size",
         "optim.learning_rate",
@@ -59,6 +60,8 @@ def test_size_arguments_override_only_some_fields():
     # The cascade: four fine tiles half a tile apart and the flip at cpu; demo-full as measured.
     assert (cpu["inference"]["tile_step"], cpu["inference"]["flip_tta"]) == (0.5, True)
     assert not full["inference"]["flip_tta"]
+    assert tuple(cpu["inference"]["box_scales"]) == (1.0, 1.1, 1.2)
+    assert tuple(full["inference"]["box_scales"]) == (1.0,)
     assert tuple(full["data"]["input_shape"]) == (16, 192, 64) and full["optim"]["num_epochs"] == 48
     coarse = [
         config_lib.to_dict(config_lib.load_config(f"coarse:{a}")) for a in ("cpu", "cpu_full")

@@ -50,6 +50,21 @@ def command(main: Main, *, config_overrides: dict[str, str] | None = None) -> Ca
     return cli
 
 
+def float_list(name: str) -> list[float] | None:
+    """The list flag ``name`` as floats; None when it is not given.
+
+    Raises:
+      app.UsageError: naming the flag, for a value that is not a number.
+    """
+    values = flags.FLAGS[name].value
+    if values is None:
+        return None
+    try:
+        return [float(v) for v in values]
+    except ValueError as err:
+        raise app.UsageError(f"--{name}={','.join(values)}: {err}.") from err
+
+
 def require(*names: str, why: str = "") -> None:
     """Raises a usage error unless every named flag has a value.
 

@@ -115,6 +115,7 @@ def main(argv: list[str]) -> None:
         "flip_tta": loaded.fine.flip_tta,
         "background_scale": loaded.fine.background_scale,
         "tile_step": loaded.fine.tile_step,
+        "box_scales": list(loaded.fine.box_scales),
     }
     reports.write_reports(ev, output, title, meta, extra)
     print(reports.markdown(ev, title, max_missed=10))

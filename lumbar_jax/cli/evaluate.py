@@ -1,7 +1,8 @@
 """Evaluates a cascade on a dataset split, in the paper's terms and a few more.
 
   python -m lumbar_jax evaluate --coarse=RUN --fine=RUN --data=DATASET [--split=test]
-      --output=DIR [--layout=auto] [--label_map=...] [--[no]flip_tta] [--background_scale=S] [--tile_step=F]
+      --output=DIR [--layout=auto] [--label_map=...] [--[no]flip_tta] [--background_scale=S]
+      [--tile_step=F] [--box_scales=1,1.1,1.2]
 
 Every case is predicted from its image file as ``predict`` would (whole series -> coarse ->
 crop -> fine -> back on the series' grid) and compared with its reference on the series' own
@@ -51,18 +52,25 @@ _TILE_STEP = flags.DEFINE_float(
     "(transforms.sliding_tiles; nnU-Net's tile_step_size; 0: as in training) instead of the "
     "fine run's own.",
 )
+_BOX_SCALES = flags.DEFINE_list(
+    "box_scales",
+    None,
+    "Predict each fine tile also with its box scaled in-plane by these (e.g. 1,1.1,1.2; "
+    "transforms.scaled_boxes) instead of the fine run's inference.box_scales.",
+)
 
 
 def main(argv: list[str]) -> None:
     del argv
     common.require("coarse", "fine", "data", "output")
+    box_scales = common.float_list("box_scales")
     start = time.perf_counter()
     dataset = datasets.load_dataset_or_mix(_DATA.value, _LAYOUT.value, _LABEL_MAP.value)
     split = dataset.with_all_split(_SPLIT.value)
     output = writer.check_output_folder(_OUTPUT.value)
     loaded = backends.load_cascade(_COARSE.value, _FINE.value, _BACKEND.value)
     loaded = loaded.with_background_scale(_BACKGROUND_SCALE.value).with_tile_step(_TILE_STEP.value)
-    loaded = loaded.with_flip_tta(_FLIP_TTA.value)
+    loaded = loaded.with_flip_tta(_FLIP_TTA.value).with_box_scales(box_scales)
     # Level names and measurements too, where the dataset has the phantom's truth files.
     truths = levels.load_truths(dataset, split)
     scorer = levels.LevelScorer(truths, dataset.labeled_classes) if truths else None
@@ -79,6 +87,7 @@ def main(argv: list[str]) -> None:
         "flip_tta": loaded.fine.flip_tta,
         "background_scale": loaded.fine.background_scale,
         "tile_step": loaded.fine.tile_step,
+        "box_scales": list(loaded.fine.box_scales),
     }
     extra = {"levels": (scorer.markdown(), scorer.summary())} if scorer else None
     reports.write_reports(ev, output, title, meta, extra)

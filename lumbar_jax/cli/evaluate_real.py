@@ -2,7 +2,7 @@
 
   python -m lumbar_jax evaluate_real --coarse=RUN --fine=RUN --output=DIR
       [--root=../shared/data/real] [--only=case20,case10,case12] [--[no]flip_tta]
-      [--background_scale=S] [--tile_step=F]
+      [--background_scale=S] [--tile_step=F] [--box_scales=1,1.1,1.2]
 
 Each partially labelled set there is evaluated whole (split "all") with its label map:
 ``lumbar_discs_t2`` (discs 1-5 -> disc) and ``lumbar_vertebral_bodies_t2`` (bodies 1-7 ->
@@ -61,6 +61,12 @@ _TILE_STEP = flags.DEFINE_float(
     "Place the fine stage's tiles at most this share of a tile apart "
     "(transforms.sliding_tiles; nnU-Net's tile_step_size; 0: as in training) instead of the "
     "fine run's own.",
+)
+_BOX_SCALES = flags.DEFINE_list(
+    "box_scales",
+    None,
+    "Predict each fine tile also with its box scaled in-plane by these (e.g. 1,1.1,1.2; "
+    "transforms.scaled_boxes) instead of the fine run's inference.box_scales.",
 )
 _ONLY = flags.DEFINE_list(
     "only", [], "Score only these series (e.g. those a fine-tuning held out: case20,case10)."
@@ -126,9 +132,10 @@ def _reference_overlay(
 def main(argv: list[str]) -> None:
     del argv
     common.require("coarse", "fine", "output")
+    box_scales = common.float_list("box_scales")
     loaded = backends.load_cascade(_COARSE.value, _FINE.value)
     loaded = loaded.with_background_scale(_BACKGROUND_SCALE.value).with_tile_step(_TILE_STEP.value)
-    loaded = loaded.with_flip_tta(_FLIP_TTA.value)
+    loaded = loaded.with_flip_tta(_FLIP_TTA.value).with_box_scales(box_scales)
     output = writer.check_output_folder(_OUTPUT.value)
     predict = within_labelled_levels(
         predictors.cascade_predictor(loaded.coarse, loaded.fine),

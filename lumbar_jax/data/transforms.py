@@ -159,6 +159,39 @@ def sliding_tiles(
     return tiles, (1.0 - stride / height) if intervals else 0.0
 
 
+def check_box_scales(scales: Sequence[float], what: str) -> tuple[float, ...]:
+    """``scales`` as a tuple of floats, checked for ``scaled_boxes``.
+
+    Raises:
+      ValueError: naming ``what``, for no scale or one that is not positive and finite.
+    """
+    values = tuple(float(s) for s in scales)
+    if not values or not all(math.isfinite(s) and s > 0.0 for s in values):
+        raise ValueError(
+            f"{what} is {list(scales)}; it must hold at least one positive, finite scale."
+        )
+    return values
+
+
+def scaled_boxes(boxes: Sequence[Box], scales: Sequence[float]) -> list[Box]:
+    """Every box at every in-plane scale about its centre, all boxes at the first scale first.
+
+    Multi-scale test-time augmentation: a scale above 1 shows the network more context at
+    coarser voxels (the anatomy appears 1/scale its size); the slices (d) stay as they are.
+
+    Raises:
+      ValueError: as ``check_box_scales``.
+    """
+    factor_by_scale = [np.array([1.0, s, s]) for s in check_box_scales(scales, "Box scales")]
+    out = []
+    for factor in factor_by_scale:
+        for lo, hi in boxes:
+            lo, hi = np.asarray(lo, float), np.asarray(hi, float)
+            centre, half = 0.5 * (lo + hi), 0.5 * (hi - lo) * factor
+            out.append((centre - half, centre + half))
+    return out
+
+
 def random_tile(
     box: Box,
     count: int,

@@ -115,6 +115,7 @@ def metadata(stage: Stage) -> dict[str, str]:
         "background_scale": str(jax_stage.background_scale_of(stage.config)),
         "tile_step": str(jax_stage.tile_step_of(stage.config)),
         "flip_tta": str(jax_stage.flip_tta_of(stage.config)),
+        "box_scales": json.dumps(list(jax_stage.box_scales_of(stage.config))),
         "label_names": json.dumps(list(LABEL_NAMES)),
         "config_sha256": config_hash(stage.config),
         "config_json": json.dumps(config_lib.to_dict(stage.config), sort_keys=True),

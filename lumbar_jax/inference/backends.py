@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from lumbar_jax.data import transforms
 from lumbar_jax.inference import cascade
 
 BACKENDS = ("auto", "jax", "onnx")
@@ -49,6 +50,14 @@ class LoadedCascade:
         if not 0.0 <= step <= 1.0:
             raise ValueError(f"tile_step must be in [0, 1], got {step}.")
         return dataclasses.replace(self, fine=dataclasses.replace(self.fine, tile_step=step))
+
+    def with_box_scales(self, scales: list[float] | None) -> LoadedCascade:
+        """This cascade predicting each fine tile at these in-plane box scales too
+        (``transforms.scaled_boxes``); ``None``: the fine run's own."""
+        if scales is None:
+            return self
+        scales = transforms.check_box_scales(scales, "box_scales")
+        return dataclasses.replace(self, fine=dataclasses.replace(self.fine, box_scales=scales))
 
     def with_flip_tta(self, flip: bool | None) -> LoadedCascade:
         """This cascade with or without left-right flip test-time augmentation; ``None``: as

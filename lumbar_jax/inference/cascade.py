@@ -40,6 +40,9 @@ class StageModel:
         1 - ``crop_tile_overlap``.
       flip_tta: the cascade (with this fine stage) averages each stage's probabilities with
         those of the left-right mirrored series (twice the network time) unless told otherwise.
+      box_scales: each fine tile is also predicted with its box scaled in-plane by each of
+        these about its centre, and all are blended (``transforms.scaled_boxes``); (1.0,):
+        the tiles alone.
     """
 
     input_shape_dhw: tuple[int, int, int]
@@ -51,6 +54,7 @@ class StageModel:
     crop_tile_overlap: float = 0.0
     tile_step: float = 0.0
     flip_tta: bool = False
+    box_scales: tuple[float, ...] = (1.0,)
 
 
 def decide(probs_cdhw: np.ndarray, background_scale: float = 1.0) -> np.ndarray:
@@ -185,13 +189,14 @@ def _edge_weight(
 def fine_boxes(
     fine: StageModel, coarse_labels_dhw: np.ndarray, spacing_dhw: Sequence[float]
 ) -> tuple[list[transforms.Box], float]:
-    """The fine stage's inputs, the box around the coarse result plus the margin in tiles, and
-    the share of a tile that neighbouring tiles overlap."""
+    """The fine stage's inputs, the box around the coarse result plus the margin in tiles at
+    each of the stage's box scales, and the share of a tile that neighbouring tiles overlap."""
     box = transforms.label_box(coarse_labels_dhw, spacing_dhw, fine.crop_margin_mm)
     step = fine.tile_step or 1.0 - fine.crop_tile_overlap
-    return transforms.sliding_tiles(
+    tiles, overlap = transforms.sliding_tiles(
         box, fine.crop_tiles, fine.crop_tile_overlap, step, fine.input_shape_dhw
     )
+    return transforms.scaled_boxes(tiles, fine.box_scales), overlap
 
 
 def coarse_labels(

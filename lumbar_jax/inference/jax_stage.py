@@ -62,6 +62,7 @@ class Stage:
             *transforms.crop_tiles(data),
             tile_step_of(self.config),
             flip_tta_of(self.config),
+            box_scales_of(self.config),
         )
 
 
@@ -85,6 +86,16 @@ def tile_step_of(config: ml_collections.ConfigDict) -> float:
 def flip_tta_of(config: ml_collections.ConfigDict) -> bool:
     """The run's ``inference.flip_tta``; False for runs saved without it."""
     return bool(config.get("inference", {}).get("flip_tta", False))
+
+
+def box_scales_of(config: ml_collections.ConfigDict) -> tuple[float, ...]:
+    """The run's ``inference.box_scales``; (1.0,) (the tiles alone) for runs saved without it.
+
+    Raises:
+      ValueError: naming the field, for an empty list or a scale that is not positive.
+    """
+    scales = config.get("inference", {}).get("box_scales", (1.0,))
+    return transforms.check_box_scales(scales, "config.inference.box_scales")
 
 
 def probabilities(params: Any, image_bdhwc: jnp.ndarray, *, config) -> jnp.ndarray:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lumbar_jax.data import transforms
 from lumbar_jax.inference import cascade
 
 INPUT_NAME = "image_bdhwc"
@@ -75,6 +76,10 @@ def load_stage(path: str | Path, threads: int = 0) -> tuple[cascade.StageModel, 
         float(meta.get("crop_tile_overlap", 0.0)),
         float(meta.get("tile_step", 0.0)),  # exports before it: the training's tiles
         meta.get("flip_tta", "False") == "True",
+        # Exports before it: the tiles alone.
+        transforms.check_box_scales(
+            json.loads(meta.get("box_scales", "[1.0]")), f"{path}: metadata box_scales"
+        ),
     )
     return model, meta
 

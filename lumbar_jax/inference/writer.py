@@ -87,6 +87,7 @@ def predict_series(
             "flip_tta": flip_lr,
             "background_scale": fine.background_scale,
             "tile_step": fine.tile_step,
+            "box_scales": list(fine.box_scales),
             "fine_box_canonical_mm": [[round(float(v), 1) for v in c] for c in result.fine_box_mm],
             "seconds": {k: round(v, 3) for k, v in result.seconds.items()},
         },

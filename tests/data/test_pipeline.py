@@ -416,6 +416,30 @@ def test_sliding_tiles_keep_the_tile_and_step_closer():
             transforms.sliding_tiles(box, 3, 0.25, bad, (16, 96, 64))
 
 
+def test_scaled_boxes_grow_in_plane_about_their_centres():
+    tiles = [
+        (np.array([0.0, 10.0, 0.0]), np.array([40.0, 160.0, 100.0])),
+        (np.array([0.0, 110.0, 0.0]), np.array([40.0, 310.0, 100.0])),
+    ]
+    boxes = transforms.scaled_boxes(tiles, (1.0, 1.2))
+    assert len(boxes) == 4  # every tile at the first scale, then every tile at the next
+    for (lo, hi), (tile_lo, tile_hi) in zip(boxes[:2], tiles, strict=True):
+        np.testing.assert_allclose(lo, tile_lo) and np.testing.assert_allclose(hi, tile_hi)
+    # 1.2 times as tall and deep, the same slices, the same centre.
+    np.testing.assert_allclose(boxes[2][0], [0.0, -5.0, -10.0])
+    np.testing.assert_allclose(boxes[2][1], [40.0, 175.0, 110.0])
+    np.testing.assert_allclose(boxes[3][0], [0.0, 90.0, -10.0])
+    np.testing.assert_allclose(boxes[3][1], [40.0, 330.0, 110.0])
+    # A smaller scale shrinks them.
+    ((lo, hi),) = transforms.scaled_boxes(tiles[:1], [0.5])
+    np.testing.assert_allclose(lo, [0.0, 47.5, 25.0]) and np.testing.assert_allclose(
+        hi, [40.0, 122.5, 75.0]
+    )
+    for bad in ([], [0.0], [1.0, -1.1], [float("nan")], [float("inf")]):
+        with pytest.raises(ValueError, match="at least one positive, finite scale"):
+            transforms.scaled_boxes(tiles, bad)
+
+
 def test_random_tiles_stay_inside_the_box_and_keep_their_height():
     box = (np.array([0.0, 10.0, 0.0]), np.array([40.0, 310.0, 100.0]))
     rng = np.random.default_rng(0)

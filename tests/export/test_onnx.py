@@ -159,16 +159,23 @@ def test_the_fine_crops_tiles_travel_with_the_model(exported, stages):
     config = config_lib.to_dict(fine.config)
     assert meta["tile_step"] == "0.0" and loaded.tile_step == 0.0
     assert meta["flip_tta"] == "False" and loaded.flip_tta is False
+    assert meta["box_scales"] == "[1.0]" and loaded.box_scales == (1.0,)
     config["data"]["crop_tiles"] = 3
     config["inference"]["tile_step"] = 0.5
     config["inference"]["flip_tta"] = True
+    config["inference"]["box_scales"] = (1.0, 1.2)
     tiled = dataclasses.replace(fine, config=config_lib.from_dict(config))
     meta = export.metadata(tiled)
     assert (meta["crop_tiles"], meta["crop_tile_overlap"]) == ("3", "0.25")
     assert (meta["tile_step"], meta["flip_tta"]) == ("0.5", "True")
     model = tiled.cascade_model()
     assert (model.crop_tiles, model.crop_tile_overlap, model.tile_step) == (3, 0.25, 0.5)
-    assert model.flip_tta
+    assert model.flip_tta and model.box_scales == (1.0, 1.2)
+    assert meta["box_scales"] == "[1.0, 1.2]"
+    config["inference"]["box_scales"] = ()
+    with pytest.raises(ValueError, match=r"config\.inference\.box_scales is \[\]"):
+        export.metadata(dataclasses.replace(fine, config=config_lib.from_dict(config)))
+    config["inference"]["box_scales"] = (1.0,)
     config["inference"]["tile_step"] = -0.5
     with pytest.raises(ValueError, match=r"config\.inference\.tile_step is -0\.5"):
         export.metadata(dataclasses.replace(fine, config=config_lib.from_dict(config)))

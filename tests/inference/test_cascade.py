@@ -172,6 +172,40 @@ def test_a_finer_tile_step_predicts_more_tiles_and_the_same_structure():
     assert _dice(flipped.labels_dhw == 1, truth == 1) > 0.95
 
 
+def test_box_scales_predict_each_tile_at_each_scale_and_the_same_structure():
+    image, truth = _volume_with_box()
+    fine, calls = _counted_tiled_fine(0.25)
+    spacing = (4.0, 0.9, 1.1)
+    plain = cascade.predict(_threshold_stage((8, 32, 16)), fine, image, spacing)
+    scaled_fine = dataclasses.replace(fine, box_scales=(1.0, 1.1, 1.2))
+    scaled = cascade.predict(_threshold_stage((8, 32, 16)), scaled_fine, image, spacing)
+    assert calls == [3, 9]  # three tiles, then each at three scales, in one batch
+    assert _dice(scaled.labels_dhw == 1, truth == 1) > 0.95
+    # The crop (all the boxes) grows by the largest scale in-plane, about the same centre.
+    (lo, hi), (scaled_lo, scaled_hi) = plain.fine_box_mm, scaled.fine_box_mm
+    np.testing.assert_allclose(scaled_lo + scaled_hi, lo + hi, atol=1e-6)
+    np.testing.assert_allclose(scaled_lo[0], lo[0]) and np.testing.assert_allclose(
+        scaled_hi[0], hi[0]
+    )
+    assert np.all((scaled_hi - scaled_lo)[1:] > (hi - lo)[1:])
+    boxes, _ = cascade.fine_boxes(scaled_fine, plain.coarse_labels_dhw, spacing)
+    first, _ = cascade.fine_boxes(fine, plain.coarse_labels_dhw, spacing)
+    np.testing.assert_allclose(boxes[:3], first)  # the tiles themselves come first
+
+
+def test_a_loaded_cascade_takes_other_box_scales():
+    from lumbar_jax.inference import backends
+
+    stage = _threshold_stage((8, 32, 16))
+    loaded = backends.LoadedCascade(stage, stage, "jax", {})
+    assert loaded.with_box_scales(None) is loaded and loaded.fine.box_scales == (1.0,)
+    other = loaded.with_box_scales([1, 1.1])
+    assert other.fine.box_scales == (1.0, 1.1) and other.coarse.box_scales == (1.0,)
+    for bad in ([], [1.0, 0.0]):
+        with pytest.raises(ValueError, match="box_scales is"):
+            loaded.with_box_scales(bad)
+
+
 def test_a_tiled_fine_stage_covers_the_crop_and_maps_back():
     image, truth = _volume_with_box()
     fine, calls = _counted_tiled_fine(0.3)
