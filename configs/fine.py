@@ -48,8 +48,8 @@ def get_config(arg: str = ""):
         # augmentation, within about the training's scale augmentation). On the validation
         # split (evaluate --split=validation --box_scales=..., seeds 0 and 1) the mean Dice
         # over the five rose from 0.886 / 0.870 (1) to 0.893 / 0.885; (1, 1.1) gave 0.891 /
-        # 0.881, (1, 1.15, 1.3) 0.893 / 0.885, 1.2 alone 0.885 / - (README "The CPU preset").
-        # The network runs on 24 inputs instead of 8.
+        # 0.881, (1, 1.15, 1.3) 0.893 / 0.885; 1.2 alone 0.885 in seed 0 (README "The CPU
+        # preset"). The network runs on 24 inputs instead of 8.
         c.inference.box_scales = (1.0, 1.1, 1.2)
     if arg == "cpu_full":
         # make demo-full: 1.5 times the in-plane resolution (voxels of 1.4-2 mm on the
