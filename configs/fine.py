@@ -47,9 +47,9 @@ def get_config(arg: str = ""):
         # Each tile also at 1.1 and 1.2 times its in-plane size (multi-scale test-time
         # augmentation, within about the training's scale augmentation). On the validation
         # split (evaluate --split=validation --box_scales=..., seeds 0 and 1) the mean Dice
-        # over the five rose from 0.886 / 0.870 (1) to 0.893 / 0.885; (1, 1.1) gave 0.891 /
-        # 0.881, (1, 1.15, 1.3) 0.893 / 0.885; 1.2 alone 0.885 in seed 0 (README "The CPU
-        # preset"). The network runs on 24 inputs instead of 8.
+        # over the five rose from 0.8863 / 0.8702 (1) to 0.8928 / 0.8853; (1, 1.1) gave
+        # 0.8905 / 0.8810, (1, 1.15, 1.3) 0.8931 / 0.8847; 1.2 alone 0.8847 in seed 0 (README
+        # "The CPU preset"). The network runs on 24 inputs instead of 8.
         c.inference.box_scales = (1.0, 1.1, 1.2)
     if arg == "cpu_full":
         # make demo-full: 1.5 times the in-plane resolution (voxels of 1.4-2 mm on the
