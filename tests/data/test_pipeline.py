@@ -424,7 +424,7 @@ def test_scaled_boxes_grow_in_plane_about_their_centres():
     boxes = transforms.scaled_boxes(tiles, (1.0, 1.2))
     assert len(boxes) == 4  # every tile at the first scale, then every tile at the next
     for (lo, hi), (tile_lo, tile_hi) in zip(boxes[:2], tiles, strict=True):
-        np.testing.assert_allclose(lo, tile_lo) and np.testing.assert_allclose(hi, tile_hi)
+        np.testing.assert_allclose(np.stack([lo, hi]), np.stack([tile_lo, tile_hi]))
     # 1.2 times as tall and deep, the same slices, the same centre.
     np.testing.assert_allclose(boxes[2][0], [0.0, -5.0, -10.0])
     np.testing.assert_allclose(boxes[2][1], [40.0, 175.0, 110.0])
@@ -432,9 +432,7 @@ def test_scaled_boxes_grow_in_plane_about_their_centres():
     np.testing.assert_allclose(boxes[3][1], [40.0, 330.0, 110.0])
     # A smaller scale shrinks them.
     ((lo, hi),) = transforms.scaled_boxes(tiles[:1], [0.5])
-    np.testing.assert_allclose(lo, [0.0, 47.5, 25.0]) and np.testing.assert_allclose(
-        hi, [40.0, 122.5, 75.0]
-    )
+    np.testing.assert_allclose(np.stack([lo, hi]), [[0.0, 47.5, 25.0], [40.0, 122.5, 75.0]])
     for bad in ([], [0.0], [1.0, -1.1], [float("nan")], [float("inf")]):
         with pytest.raises(ValueError, match="at least one positive, finite scale"):
             transforms.scaled_boxes(tiles, bad)

@@ -184,9 +184,7 @@ def test_box_scales_predict_each_tile_at_each_scale_and_the_same_structure():
     # The crop (all the boxes) grows by the largest scale in-plane, about the same centre.
     (lo, hi), (scaled_lo, scaled_hi) = plain.fine_box_mm, scaled.fine_box_mm
     np.testing.assert_allclose(scaled_lo + scaled_hi, lo + hi, atol=1e-6)
-    np.testing.assert_allclose(scaled_lo[0], lo[0]) and np.testing.assert_allclose(
-        scaled_hi[0], hi[0]
-    )
+    np.testing.assert_allclose([scaled_lo[0], scaled_hi[0]], [lo[0], hi[0]])  # same slices
     assert np.all((scaled_hi - scaled_lo)[1:] > (hi - lo)[1:])
     boxes, _ = cascade.fine_boxes(scaled_fine, plain.coarse_labels_dhw, spacing)
     first, _ = cascade.fine_boxes(fine, plain.coarse_labels_dhw, spacing)
