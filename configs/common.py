@@ -38,8 +38,9 @@ def paper_config(stage: str, input_shape: tuple[int, int, int]) -> ml_collection
     c.synthesis = synthesis_config()
     # How the cascade turns the fine stage's probabilities into labels: the background's
     # probability times this before the argmax (inference/cascade.decide); 1: the argmax.
+    # One value for every structure, or five, one per structure in label order.
     c.inference = ml_collections.ConfigDict()
-    c.inference.background_scale = 1.0
+    c.inference.background_scale = (1.0,)
     # Not in the paper: with data.crop_tiles > 1, the cascade's fine tiles lie at most this
     # share of a tile apart (nnU-Net's tile_step_size); 0: as in training (1 - overlap).
     c.inference.tile_step = 0.0

@@ -35,7 +35,7 @@ def get_config(arg: str = ""):
         # 1, the earlier preset's runs: a quarter drawn, 36 epochs; not re-swept since), of
         # 1, 0.9, 0.8, 0.7 and 0.6, 0.8 and 0.7 tied for the best mean Dice; 0.8 is the
         # milder (README "The CPU preset").
-        c.inference.background_scale = 0.8
+        c.inference.background_scale = (0.8,)
         # The cascade's fine tiles half a tile apart (four, nnU-Net's tile_step_size 0.5)
         # instead of three sharing a quarter, each prediction averaged with the left-right
         # mirrored series' (nnU-Net mirrors too): on the test split of the demo's seed-0 run

@@ -16,7 +16,7 @@ def test_paper_values_by_name():
         assert c.data.num_classes == 6
         assert (c.optim.learning_rate, c.optim.batch_size, c.optim.num_epochs) == (1e-4, 5, 400)
         assert c.model.base_filters == 32 and len(c.model.pool_factors) == 4
-        assert c.inference.background_scale == 1.0  # the plain argmax
+        assert c.inference.background_scale == (1.0,)  # the plain argmax
     assert fine.data.crop == "label" and coarse.data.crop == "image"
 
 

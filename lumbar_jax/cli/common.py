@@ -15,6 +15,7 @@ from collections.abc import Callable
 from absl import app, flags, logging
 
 from lumbar_jax import config as config_lib
+from lumbar_jax.inference import cascade
 
 # The errors a user can cause; anything else is a bug and keeps its traceback.
 USER_ERRORS = (OSError, ValueError, FloatingPointError)
@@ -63,6 +64,23 @@ def float_list(name: str) -> list[float] | None:
         return [float(v) for v in values]
     except ValueError as err:
         raise app.UsageError(f"--{name}={','.join(values)}: {err}.") from err
+
+
+def background_scale(name: str = "background_scale") -> tuple[float, ...] | None:
+    """The list flag ``name`` as one background scale per structure (``cascade.decide``);
+    None when it is not given.
+
+    Raises:
+      app.UsageError: naming the flag, for values that are not numbers, a count other than
+        one or five, or a scale outside (0, 1].
+    """
+    values = float_list(name)
+    if values is None:
+        return None
+    try:
+        return cascade.check_background_scale(values, f"--{name}")
+    except ValueError as err:
+        raise app.UsageError(str(err)) from err
 
 
 def require(*names: str, why: str = "") -> None:

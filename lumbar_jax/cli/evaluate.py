@@ -1,7 +1,7 @@
 """Evaluates a cascade on a dataset split, in the paper's terms and a few more.
 
   python -m lumbar_jax evaluate --coarse=RUN --fine=RUN --data=DATASET [--split=test]
-      --output=DIR [--layout=auto] [--label_map=...] [--[no]flip_tta] [--background_scale=S]
+      --output=DIR [--layout=auto] [--label_map=...] [--[no]flip_tta] [--background_scale=S[,S,S,S,S]]
       [--tile_step=F] [--box_scales=1,1.1,1.2]
 
 Every case is predicted from its image file as ``predict`` would (whole series -> coarse ->
@@ -39,11 +39,12 @@ _FLIP_TTA = flags.DEFINE_bool(
     "Left-right flip test-time augmentation (--noflip_tta: none); default: as the fine run's "
     "inference.flip_tta says.",
 )
-_BACKGROUND_SCALE = flags.DEFINE_float(
+_BACKGROUND_SCALE = flags.DEFINE_list(
     "background_scale",
     None,
-    "Decide the fine stage's labels with this background scale "
-    "(inference/cascade.decide) instead of the fine run's own.",
+    "Decide the fine stage's labels with this background scale, one for every structure "
+    "or five in label order (e.g. 0.4,0.4,0.7,0.4,0.3; inference/cascade.decide) instead of "
+    "the fine run's own.",
 )
 _TILE_STEP = flags.DEFINE_float(
     "tile_step",
@@ -64,12 +65,13 @@ def main(argv: list[str]) -> None:
     del argv
     common.require("coarse", "fine", "data", "output")
     box_scales = common.float_list("box_scales")
+    background_scale = common.background_scale()
     start = time.perf_counter()
     dataset = datasets.load_dataset_or_mix(_DATA.value, _LAYOUT.value, _LABEL_MAP.value)
     split = dataset.with_all_split(_SPLIT.value)
     output = writer.check_output_folder(_OUTPUT.value)
     loaded = backends.load_cascade(_COARSE.value, _FINE.value, _BACKEND.value)
-    loaded = loaded.with_background_scale(_BACKGROUND_SCALE.value).with_tile_step(_TILE_STEP.value)
+    loaded = loaded.with_background_scale(background_scale).with_tile_step(_TILE_STEP.value)
     loaded = loaded.with_flip_tta(_FLIP_TTA.value).with_box_scales(box_scales)
     # Level names and measurements too, where the dataset has the phantom's truth files.
     truths = levels.load_truths(dataset, split)

@@ -2,7 +2,7 @@
 
   python -m lumbar_jax evaluate_real --coarse=RUN --fine=RUN --output=DIR
       [--root=../shared/data/real] [--only=case20,case10,case12] [--[no]flip_tta]
-      [--background_scale=S] [--tile_step=F] [--box_scales=1,1.1,1.2]
+      [--background_scale=S[,S,S,S,S]] [--tile_step=F] [--box_scales=1,1.1,1.2]
 
 Each partially labelled set there is evaluated whole (split "all") with its label map:
 ``lumbar_discs_t2`` (discs 1-5 -> disc) and ``lumbar_vertebral_bodies_t2`` (bodies 1-7 ->
@@ -49,11 +49,12 @@ _FLIP_TTA = flags.DEFINE_bool(
     "Left-right flip test-time augmentation (--noflip_tta: none); default: as the fine run's "
     "inference.flip_tta says.",
 )
-_BACKGROUND_SCALE = flags.DEFINE_float(
+_BACKGROUND_SCALE = flags.DEFINE_list(
     "background_scale",
     None,
-    "Decide the fine stage's labels with this background scale "
-    "(inference/cascade.decide) instead of the fine run's own.",
+    "Decide the fine stage's labels with this background scale, one for every structure "
+    "or five in label order (e.g. 0.4,0.4,0.7,0.4,0.3; inference/cascade.decide) instead of "
+    "the fine run's own.",
 )
 _TILE_STEP = flags.DEFINE_float(
     "tile_step",
@@ -133,8 +134,9 @@ def main(argv: list[str]) -> None:
     del argv
     common.require("coarse", "fine", "output")
     box_scales = common.float_list("box_scales")
+    background_scale = common.background_scale()
     loaded = backends.load_cascade(_COARSE.value, _FINE.value)
-    loaded = loaded.with_background_scale(_BACKGROUND_SCALE.value).with_tile_step(_TILE_STEP.value)
+    loaded = loaded.with_background_scale(background_scale).with_tile_step(_TILE_STEP.value)
     loaded = loaded.with_flip_tta(_FLIP_TTA.value).with_box_scales(box_scales)
     output = writer.check_output_folder(_OUTPUT.value)
     predict = within_labelled_levels(

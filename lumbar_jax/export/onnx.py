@@ -112,7 +112,7 @@ def metadata(stage: Stage) -> dict[str, str]:
         "crop_margin_mm": json.dumps(list(data.crop_margin_mm)),
         "crop_tiles": str(tiles),
         "crop_tile_overlap": str(tile_overlap),
-        "background_scale": str(jax_stage.background_scale_of(stage.config)),
+        "background_scale": json.dumps(list(jax_stage.background_scale_of(stage.config))),
         "tile_step": str(jax_stage.tile_step_of(stage.config)),
         "flip_tta": str(jax_stage.flip_tta_of(stage.config)),
         "box_scales": json.dumps(list(jax_stage.box_scales_of(stage.config))),

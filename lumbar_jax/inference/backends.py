@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 
 from lumbar_jax.data import transforms
@@ -32,14 +33,13 @@ class LoadedCascade:
     def description(self) -> dict[str, str]:
         return {"backend": self.backend, **self.runs}
 
-    def with_background_scale(self, scale: float | None) -> LoadedCascade:
-        """This cascade deciding the fine stage's labels with another background scale
-        (``cascade.decide``); ``None``: the one the fine run was trained with."""
+    def with_background_scale(self, scale: float | Sequence[float] | None) -> LoadedCascade:
+        """This cascade deciding the fine stage's labels with other background scales (one
+        for all structures or one each, ``cascade.decide``); ``None``: the fine run's own."""
         if scale is None:
             return self
-        if not 0.0 < scale <= 1.0:
-            raise ValueError(f"background_scale must be in (0, 1], got {scale}.")
-        fine = dataclasses.replace(self.fine, background_scale=scale)
+        scales = cascade.check_background_scale(scale, "background_scale")
+        fine = dataclasses.replace(self.fine, background_scale=scales)
         return dataclasses.replace(self, fine=fine)
 
     def with_tile_step(self, step: float | None) -> LoadedCascade:

@@ -16,6 +16,7 @@ import numpy as np
 from scipy import ndimage
 
 from lumbar_jax.data import transforms
+from lumbar_jax.labels import STRUCTURES
 
 # (b, d, h, w, 1) windowed float32 images -> (b, d, h, w, classes) probabilities.
 ProbabilityFn = Callable[[np.ndarray], np.ndarray]
@@ -30,8 +31,9 @@ class StageModel:
       crop_margin_mm: margin around the coarse result (used by the fine stage).
       window_percentiles: automatic window of the stage's training data.
       probabilities: the network, as a probability map of a batch of windowed images.
-      background_scale: the background's probability is multiplied by this before the
-        argmax (``decide``); 1 is the plain argmax.
+      background_scale: per structure (label order), the background's probability is
+        multiplied by this before it meets that structure's (``decide``); all 1: the plain
+        argmax.
       crop_tiles: the fine crop is cut into this many tiles along the spine, each predicted
         on its own and blended (``transforms.tile_boxes``).
       crop_tile_overlap: the share of a tile its neighbours overlap in training.
@@ -49,7 +51,7 @@ class StageModel:
     crop_margin_mm: tuple[float, float, float]
     window_percentiles: tuple[float, float]
     probabilities: ProbabilityFn
-    background_scale: float = 1.0
+    background_scale: tuple[float, ...] = (1.0,) * len(STRUCTURES)
     crop_tiles: int = 1
     crop_tile_overlap: float = 0.0
     tile_step: float = 0.0
@@ -57,18 +59,56 @@ class StageModel:
     box_scales: tuple[float, ...] = (1.0,)
 
 
-def decide(probs_cdhw: np.ndarray, background_scale: float = 1.0) -> np.ndarray:
+def check_background_scale(value: float | Sequence[float], what: str) -> tuple[float, ...]:
+    """One background scale per structure (label order), from one for all or one each.
+
+    Raises:
+      ValueError: naming ``what``, for another number of scales or one outside (0, 1].
+    """
+    scales = (value,) if np.isscalar(value) else tuple(value)
+    if len(scales) == 1:
+        scales = scales * len(STRUCTURES)
+    if len(scales) != len(STRUCTURES):
+        raise ValueError(
+            f"{what}: {len(scales)} background scales; give one for every structure or "
+            f"{len(STRUCTURES)}, one each ({', '.join(STRUCTURES)})."
+        )
+    bad = [float(s) for s in scales if not 0.0 < float(s) <= 1.0]
+    if bad:
+        raise ValueError(f"{what}: background scales must be in (0, 1], got {bad}.")
+    return tuple(float(s) for s in scales)
+
+
+def decide(probs_cdhw: np.ndarray, background_scale: float | Sequence[float] = 1.0) -> np.ndarray:
     """Labels (uint8) from class probabilities (classes first), background scaled.
 
     A scale s < 1 labels a voxel as a structure when its probability beats s times the
     background's: against background alone, a threshold of s / (1 + s) instead of 1/2. The
     Dice-optimal threshold of calibrated probabilities is half the Dice reached (Lipton et
-    al., ECML 2014), below 1/2, which the plain argmax (s = 1) does not use.
+    al., ECML 2014), below 1/2, which the plain argmax (s = 1) does not use. With one scale
+    per structure (label order), structure k's probability is divided by s_k before the
+    argmax: a smaller scale moves k's borders outward, with the background and with
+    structures of larger scales (a class-prior shift).
     """
+    scales = check_background_scale(background_scale, "background_scale")
+    if len(set(scales)) == 1:
+        return _decide_one_scale(probs_cdhw, scales[0])
+    # Class by class, without a scaled copy of all classes (a series' probabilities can be
+    # hundreds of MB); ties go to the lower label and to background, as in the argmax.
+    best = probs_cdhw[1] / scales[0]
+    labels = np.ones(best.shape, np.uint8)
+    for k in range(2, probs_cdhw.shape[0]):
+        scored = probs_cdhw[k] / scales[k - 1]
+        better = scored > best
+        labels[better] = k
+        best = np.where(better, scored, best)
+    labels[probs_cdhw[0] >= best] = 0
+    return labels
+
+
+def _decide_one_scale(probs_cdhw: np.ndarray, background_scale: float) -> np.ndarray:
     if background_scale == 1.0:
         return np.argmax(probs_cdhw, axis=0).astype(np.uint8)
-    # Without a scaled copy of all classes (a series' probabilities can be hundreds of MB);
-    # background wins ties, as in the argmax.
     structure = np.argmax(probs_cdhw[1:], axis=0).astype(np.uint8) + 1
     background = background_scale * probs_cdhw[0] >= np.max(probs_cdhw[1:], axis=0)
     return np.where(background, np.uint8(0), structure)

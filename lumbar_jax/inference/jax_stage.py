@@ -66,9 +66,15 @@ class Stage:
         )
 
 
-def background_scale_of(config: ml_collections.ConfigDict) -> float:
-    """The run's ``inference.background_scale``; 1 (the argmax) for runs saved without it."""
-    return float(config.get("inference", {}).get("background_scale", 1.0))
+def background_scale_of(config: ml_collections.ConfigDict) -> tuple[float, ...]:
+    """The run's ``inference.background_scale``, one per structure; 1 (the argmax) for runs
+    saved without it (runs saved before per-structure scales hold one number).
+
+    Raises:
+      ValueError: naming the field, for a wrong number of scales or one outside (0, 1].
+    """
+    scale = config.get("inference", {}).get("background_scale", 1.0)
+    return cascade.check_background_scale(scale, "config.inference.background_scale")
 
 
 def tile_step_of(config: ml_collections.ConfigDict) -> float:

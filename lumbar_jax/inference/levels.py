@@ -214,6 +214,8 @@ def _lumbar_count(comps: list[Component]) -> str | None:
     if not ref:
         return None
     ref_area = float(np.median(ref))
+    if ref_area <= 0.0:
+        return None  # L3-L5 off the mid-sagittal slice: no area to compare with
     count = 1
     for body in reversed(bodies[: names.index("L5")]):
         share = body.mid_area_mm2 / ref_area

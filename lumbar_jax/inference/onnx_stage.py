@@ -71,7 +71,10 @@ def load_stage(path: str | Path, threads: int = 0) -> tuple[cascade.StageModel, 
         tuple(json.loads(meta["crop_margin_mm"])),
         tuple(json.loads(meta["window_percentiles"])),
         probabilities,
-        float(meta.get("background_scale", 1.0)),  # exports before it: the argmax
+        # Exports before it: the argmax; before per-structure scales: one number.
+        cascade.check_background_scale(
+            json.loads(meta.get("background_scale", "1.0")), f"{path}: metadata background_scale"
+        ),
         int(meta.get("crop_tiles", 1)),  # exports before tiles: one crop
         float(meta.get("crop_tile_overlap", 0.0)),
         float(meta.get("tile_step", 0.0)),  # exports before it: the training's tiles

@@ -86,6 +86,32 @@ def test_decide_scales_the_background_before_the_argmax():
     assert probs[0, 0, 0, 0] == 0.55  # the input is left alone
 
 
+def test_decide_divides_each_structure_by_its_own_scale():
+    # (classes, voxels): background, body, disc, foramen, canal, cord.
+    probs = np.zeros((6, 5))
+    probs[:, 0] = [0.60, 0.40, 0.0, 0.0, 0.0, 0.0]  # body: 0.40 / 0.5 = 0.8 > 0.6
+    probs[:, 1] = [0.60, 0.0, 0.40, 0.0, 0.0, 0.0]  # disc: 0.40 / 0.8 = 0.5 < 0.6
+    probs[:, 2] = [0.20, 0.0, 0.0, 0.0, 0.45, 0.35]  # canal 0.45 / 0.8 < cord 0.35 / 0.5
+    probs[:, 3] = [0.10, 0.50, 0.40, 0.0, 0.0, 0.0]  # body 1.0 against disc 0.5
+    probs[:, 4] = [0.50, 0.0, 0.0, 0.0, 0.40, 0.0]  # tie (0.40 / 0.8 = 0.5): background
+    probs = probs[:, :, None, None]
+    scales = (0.5, 0.8, 1.0, 0.8, 0.5)
+    assert cascade.decide(probs, scales).ravel().tolist() == [1, 0, 5, 1, 0]
+    # Five equal scales decide as one scale does, and all ones as the plain argmax.
+    assert np.array_equal(cascade.decide(probs, (0.8,) * 5), cascade.decide(probs, 0.8))
+    assert np.array_equal(cascade.decide(probs, [1.0] * 5), np.argmax(probs, axis=0))
+
+
+def test_background_scales_are_one_for_all_or_one_per_structure():
+    assert cascade.check_background_scale(0.8, "x") == (0.8,) * 5
+    assert cascade.check_background_scale([0.8], "x") == (0.8,) * 5
+    assert cascade.check_background_scale((0.4, 0.5, 1, 0.6, 0.3), "x") == (0.4, 0.5, 1.0, 0.6, 0.3)
+    with pytest.raises(ValueError, match=r"config\.x: 3 background scales; give one for every"):
+        cascade.check_background_scale((0.5, 0.5, 0.5), "config.x")
+    with pytest.raises(ValueError, match=r"config\.x: background scales must be in .* \[0\.0\]"):
+        cascade.check_background_scale((0.5, 0.5, 0.0, 0.5, 0.5), "config.x")
+
+
 def test_the_fine_stage_decision_is_applied_on_the_series_grid():
     image, truth = _volume_with_box()
     soft = _threshold_stage((8, 48, 32))
@@ -109,12 +135,17 @@ def test_a_loaded_cascade_takes_another_background_scale():
     stage = _threshold_stage((8, 32, 16))
     loaded = backends.LoadedCascade(stage, stage, "jax", {})
     assert loaded.with_background_scale(None) is loaded  # the fine run's own
-    other = loaded.with_background_scale(0.7)
-    assert other.fine.background_scale == 0.7 and other.coarse.background_scale == 1.0
-    assert loaded.fine.background_scale == 1.0  # the original is left alone
-    for bad in (0.0, 1.5):
-        with pytest.raises(ValueError, match="background_scale must be in"):
+    other = loaded.with_background_scale([0.7])
+    assert other.fine.background_scale == (0.7,) * 5
+    assert other.coarse.background_scale == (1.0,) * 5
+    assert loaded.fine.background_scale == (1.0,) * 5  # the original is left alone
+    each = loaded.with_background_scale([0.4, 0.5, 1.0, 0.6, 0.3])
+    assert each.fine.background_scale == (0.4, 0.5, 1.0, 0.6, 0.3)
+    for bad in ([0.0], [1.5], [0.5, 0.5, 0.5, 0.5, 2.0]):
+        with pytest.raises(ValueError, match=r"background scales must be in \(0, 1\]"):
             loaded.with_background_scale(bad)
+    with pytest.raises(ValueError, match="background_scale: 2 background scales; give one"):
+        loaded.with_background_scale([0.5, 0.5])
 
 
 def test_a_loaded_cascade_takes_another_tile_step():
@@ -239,3 +270,16 @@ def test_tiles_blend_toward_the_tile_whose_middle_is_nearer():
     switch = int(np.flatnonzero(labels == 2)[0])
     assert np.all(labels[:switch] == 1) and np.all(labels[switch:] == 2)
     assert 45 <= 5 + switch <= 55
+
+
+def test_a_run_config_gives_one_background_scale_per_structure():
+    import ml_collections
+
+    from lumbar_jax.inference import jax_stage
+
+    config = ml_collections.ConfigDict({"inference": {"background_scale": 0.8}})
+    assert jax_stage.background_scale_of(config) == (0.8,) * 5  # runs saved with one number
+    assert jax_stage.background_scale_of(ml_collections.ConfigDict()) == (1.0,) * 5
+    config = ml_collections.ConfigDict({"inference": {"background_scale": (0.5, 0.5)}})
+    with pytest.raises(ValueError, match=r"config\.inference\.background_scale: 2 background"):
+        jax_stage.background_scale_of(config)

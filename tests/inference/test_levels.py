@@ -219,3 +219,15 @@ def test_sacral_segments_that_touch_are_one_piece_named_for_the_segments_it_span
     assert levels.level_range("S1-S2") == ["S1", "S2"]
     assert levels.level_range("T12-L2") == ["T12", "L1", "L2"]
     assert levels.level_range("L4/L5") == ["L4/L5"]
+
+
+def test_lumbar_bodies_off_the_mid_sagittal_slice_leave_the_count_unknown():
+    def body(name, area):
+        point = np.zeros((1, 3))
+        return components.Component("body", 1, 100.0, point[0], point, mid_area_mm2=area, name=name)
+
+    # A prediction whose L3-L5 pieces miss the mid-sagittal slice (an untrained network).
+    bodies = [body(n, 0.0) for n in ("L1", "L2", "L3", "L4", "L5")] + [body("S1", 900.0)]
+    assert levels._lumbar_count(bodies) is None
+    bodies = [body("T12", 300.0)] + [body(n, 900.0) for n in ("L2", "L3", "L4", "L5")]
+    assert "4 lumbar-looking bodies" in levels._lumbar_count(bodies)
