@@ -17,6 +17,7 @@ COMMANDS = {
     "predict": "coarse-to-fine prediction of series: label maps, JSON reports, overlays",
     "evaluate": "score a cascade on a dataset split in the paper's terms",
     "evaluate_real": "score a cascade on the real series in ../shared/data/real",
+    "tune_decision": "choose the cascade's per-structure background scales on a validation split",
     "levels": "level names and measurements of a dataset's reference label maps vs its truth",
     "export_onnx": "export trained stages to ONNX, verified with onnxruntime",
     "demo": "the whole cascade on the built-in phantom (make demo)",

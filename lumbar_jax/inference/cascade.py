@@ -254,6 +254,25 @@ def coarse_labels(
     return np.argmax(probs, axis=0).astype(np.uint8)
 
 
+def fine_probabilities(
+    fine: StageModel,
+    coarse_labels_dhw: np.ndarray,
+    image_dhw: np.ndarray,
+    spacing_dhw: Sequence[float],
+    *,
+    flip_lr: bool,
+    source: str = "",
+) -> tuple[np.ndarray, list[transforms.Box]]:
+    """(the fine stage's probabilities (classes, d, h, w) on the series' canonical grid, its
+    boxes) around the coarse stage's labels, before ``decide``."""
+    boxes, overlap = fine_boxes(fine, coarse_labels_dhw, spacing_dhw)
+    windowed = transforms.auto_window(image_dhw, fine.window_percentiles, source)
+    # Over the whole overlap: the blend moves from one tile to the next across it.
+    ramp = overlap
+    probs = _stage_probabilities(fine, windowed, spacing_dhw, boxes, flip_lr, ramp)
+    return probs, boxes
+
+
 def predict(
     coarse: StageModel,
     fine: StageModel,
@@ -284,12 +303,9 @@ def predict(
         coarse, image_dhw, spacing_dhw, flip_lr=flip_lr, source=source
     )
     after_coarse = time.perf_counter()
-
-    boxes, overlap = fine_boxes(fine, coarse_labels_dhw, spacing_dhw)
-    windowed = transforms.auto_window(image_dhw, fine.window_percentiles, source)
-    # Over the whole overlap: the blend moves from one tile to the next across it.
-    ramp = overlap
-    fine_probs = _stage_probabilities(fine, windowed, spacing_dhw, boxes, flip_lr, ramp)
+    fine_probs, boxes = fine_probabilities(
+        fine, coarse_labels_dhw, image_dhw, spacing_dhw, flip_lr=flip_lr, source=source
+    )
     labels = decide(fine_probs, fine.background_scale)
     end = time.perf_counter()
     fine_box = (
